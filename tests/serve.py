@@ -1,0 +1,90 @@
+"""A real server process for the integration tests: gevent pywsgi on port 0 (or gunicorn).
+
+Run as ``python tests/serve.py``; options come as JSON in WS4REDIS_TEST_OPTIONS (middleware
+options, plus ``"django": true`` to serve the Django test project). Prints ``LISTENING <port>``
+once it accepts connections. ``/_stats`` answers JSON about the process: hub channels and
+their websocket counts, open websockets, greenlets, file descriptors, hub reconnects.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import gc  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import greenlet  # noqa: E402
+from gevent import pywsgi  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def stats() -> dict:
+    from ws4redis_gevent import hub, relay
+
+    hubs = list(hub._hubs.values())
+    return {
+        "channels": {
+            ch.decode(): h.subscribers(ch) for h in hubs for ch in sorted(h.channels)
+        },
+        "websockets": len(relay.live_relays()),
+        "greenlets": sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet)),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "reconnects": sum(h.reconnects for h in hubs),
+        "hubs": len(hubs),
+    }
+
+
+def plain_app(environ, start_response):
+    body = f"app saw {environ['REQUEST_METHOD']} {environ['PATH_INFO']}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def with_stats(app):
+    def wrapper(environ, start_response):
+        if environ.get("PATH_INFO") == "/_stats":
+            gc.collect()
+            body = json.dumps(stats()).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        return app(environ, start_response)
+
+    return wrapper
+
+
+def build_app(options: dict):
+    use_django = options.pop("django", False)
+    if use_django:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_project.settings")
+        from django.core.wsgi import get_wsgi_application
+
+        inner = get_wsgi_application()
+    else:
+        inner = plain_app
+    from ws4redis_gevent import WebsocketMiddleware
+
+    return with_stats(WebsocketMiddleware(inner, **options))
+
+
+def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    options = json.loads(os.environ.get("WS4REDIS_TEST_OPTIONS", "{}"))
+    from ws4redis_gevent.backends.gevent import WebSocketHandler
+
+    server = pywsgi.WSGIServer(
+        ("127.0.0.1", 0), build_app(options), handler_class=WebSocketHandler, log=None
+    )
+    server.start()
+    print(f"LISTENING {server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

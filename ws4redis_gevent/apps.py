@@ -1,0 +1,24 @@
+"""The Django app ``ws4redis_gevent``: stores the user's identity in the session at login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+
+
+class Ws4RedisConfig(AppConfig):
+    name = "ws4redis_gevent"
+    verbose_name = "Websockets for Redis (gevent)"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
+        user_logged_in.connect(_remember_identity, dispatch_uid="ws4redis_gevent.login")
+
+
+def _remember_identity(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    from .django_request import store_identity
+
+    if request is not None and hasattr(request, "session"):
+        store_identity(request.session, user)

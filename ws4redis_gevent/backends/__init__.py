@@ -1,0 +1,62 @@
+"""Backends: how a request is upgraded, and how its websocket receives and sends.
+
+A backend imports its library (gevent's pywsgi, uwsgi) only inside its own module. The relay loop
+in ``ws4redis_gevent.relay`` is written once against the ``WebSocket`` interface below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from ..frames import Event
+from ..hub import Outgoing
+
+
+class WebSocket(Protocol):
+    """An upgraded connection, as the relay loop sees it."""
+
+    def receive(self) -> list[Event]:
+        """Block until at least one event arrived; raise ConnectionClosed at end of stream."""
+        ...
+
+    def send(self, messages: Sequence[Outgoing]) -> None:
+        """Send whole messages, in order."""
+        ...
+
+    def ping(self, payload: bytes = b"") -> None: ...
+
+    def pong(self, payload: bytes = b"") -> None: ...
+
+    def send_close(self, code: int, reason: str = "") -> None:
+        """Send a close frame (once; later calls do nothing)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Close the transport."""
+        ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def accepts(self, environ: Mapping[str, Any]) -> bool:
+        """Tell whether this backend can upgrade requests served like this one."""
+        ...
+
+    def upgrade(
+        self, environ: dict[str, Any], start_response: Any, headers: list[tuple[str, str]],
+        max_message_size: int,
+    ) -> WebSocket:
+        """Send the 101 response with ``headers`` and return the websocket."""
+        ...
+
+
+def select_backend(environ: Mapping[str, Any]) -> Backend | None:
+    """The backend able to serve this request, or None when the server cannot upgrade."""
+    from .gevent import GeventBackend
+
+    for backend in (GeventBackend(),):
+        if backend.accepts(environ):
+            return backend
+    return None

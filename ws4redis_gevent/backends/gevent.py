@@ -1,0 +1,120 @@
+"""The gevent backend: gevent's pywsgi server (also under gunicorn's gevent workers).
+
+gevent-websocket's handler upgrades every request before the application runs, so it cannot
+answer 403 before the upgrade, and its close frames drop the status code. This backend lets the
+middleware decide first, then writes the 101 response and RFC 6455 frames itself on the socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gevent.lock
+from gevent import pywsgi
+
+from ..exceptions import ConnectionClosed, ImproperlyConfigured
+from ..frames import Close, Event, FrameParser, Opcode, encode_close, encode_frame
+from ..hub import Outgoing
+
+READ_SIZE = 65536
+
+
+class GeventWebSocket:
+    """A websocket over a gevent socket: frames parsed by FrameParser, writes serialised."""
+
+    def __init__(self, sock: Any, rfile: Any, max_message_size: int) -> None:
+        self._sock = sock
+        self._rfile = rfile
+        self._parser = FrameParser(max_message_size)
+        self._write_lock = gevent.lock.Semaphore()
+        self.close_sent = False
+
+    def receive(self) -> list[Event]:
+        while True:
+            try:
+                # read1 returns what the buffer already holds before touching the socket, and
+                # the parser yields every complete frame in it: nothing buffered is left behind.
+                data = self._rfile.read1(READ_SIZE)
+            except (OSError, ValueError) as exc:
+                raise ConnectionClosed(str(exc)) from exc
+            if not data:
+                raise ConnectionClosed("end of stream")
+            events = list(self._parser.feed(data))
+            if events:
+                return events
+
+    def _write(self, data: bytes) -> None:
+        try:
+            with self._write_lock:
+                self._sock.sendall(data)
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+
+    def send(self, messages: Sequence[Outgoing]) -> None:
+        if self.close_sent:
+            raise ConnectionClosed("close frame already sent")
+        # Messages pending for this socket leave in one system call.
+        if len(messages) == 1:
+            self._write(messages[0].frame)
+        else:
+            self._write(b"".join([m.frame for m in messages]))
+
+    def ping(self, payload: bytes = b"") -> None:
+        if not self.close_sent:
+            self._write(encode_frame(Opcode.PING, payload))
+
+    def pong(self, payload: bytes = b"") -> None:
+        if not self.close_sent:
+            self._write(encode_frame(Opcode.PONG, payload))
+
+    def send_close(self, code: int, reason: str = "") -> None:
+        if self.close_sent:
+            return
+        self.close_sent = True
+        self._write(encode_close(Close(code, reason)))
+
+    def shutdown(self) -> None:
+        try:
+            self._sock.shutdown(2)
+        except OSError:
+            pass
+        self._sock.close()
+
+
+class WebSocketHandler(pywsgi.WSGIHandler):
+    """A pywsgi handler that exposes its socket to the backend as ``ws4redis.socket``."""
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ["ws4redis.socket"] = self.socket
+        return environ
+
+
+class GeventBackend:
+    """Upgrades requests served by gevent's pywsgi (plain, or in gunicorn's gevent worker)."""
+
+    name = "gevent"
+
+    def accepts(self, environ: Mapping[str, Any]) -> bool:
+        if "ws4redis.socket" in environ or "gunicorn.sock" in environ:
+            return hasattr(environ.get("wsgi.input"), "read1")
+        return str(environ.get("SERVER_SOFTWARE", "")).startswith("gevent/")
+
+    def upgrade(
+        self, environ: dict[str, Any], start_response: Any, headers: list[tuple[str, str]],
+        max_message_size: int,
+    ) -> GeventWebSocket:
+        write = start_response("101 Switching Protocols", headers)
+        handler = getattr(write, "__self__", None)
+        sock = environ.get("ws4redis.socket") or environ.get("gunicorn.sock")
+        if sock is None:
+            sock = getattr(handler, "socket", None)
+        rfile = environ.get("wsgi.input")
+        if sock is None or not hasattr(rfile, "read1"):
+            raise ImproperlyConfigured("the gevent backend needs gevent's pywsgi server")
+        write(b"")  # sends the 101 response now
+        if handler is not None:
+            # pywsgi must not read another HTTP request from this connection afterwards.
+            handler.close_connection = True
+        return GeventWebSocket(sock, rfile, max_message_size)

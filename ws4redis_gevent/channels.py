@@ -1,0 +1,105 @@
+"""Query flags, identities and the Redis channel names they map to (wire compatible with ws4redis).
+
+Channel names: ``[PREFIX:]broadcast:FACILITY``, ``[PREFIX:]user:NAME:FACILITY``,
+``[PREFIX:]group:NAME:FACILITY``, ``[PREFIX:]session:KEY:FACILITY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+AUDIENCES = ("broadcast", "user", "group", "session")
+SUBSCRIBE_FLAGS = tuple(f"subscribe-{audience}" for audience in AUDIENCES)
+PUBLISH_FLAGS = tuple(f"publish-{audience}" for audience in AUDIENCES)
+ECHO_FLAG = "echo"
+KNOWN_FLAGS = frozenset((*SUBSCRIBE_FLAGS, *PUBLISH_FLAGS, ECHO_FLAG))
+
+# Session key under which the Django app keeps the user's group names (the same as ws4redis).
+SESSION_GROUPS_KEY = "ws4redis:memberof"
+SESSION_USERNAME_KEY = "ws4redis:username"
+
+
+def parse_flags(query_string: str) -> list[str]:
+    """The known flags of a query string, in order, without duplicates; unknown ones are ignored."""
+    flags: list[str] = []
+    for name, _ in parse_qsl(query_string, keep_blank_values=True):
+        if name in KNOWN_FLAGS and name not in flags:
+            flags.append(name)
+    return flags
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a websocket belongs to: the names that SELF resolves to."""
+
+    user: str | None = None
+    groups: tuple[str, ...] = ()
+    session_key: str | None = None
+
+    def names(self, audience: str) -> tuple[str, ...]:
+        """The names SELF stands for in ``audience``; empty when there are none."""
+        if audience == "user":
+            return (self.user,) if self.user else ()
+        if audience == "group":
+            return self.groups if self.user else ()
+        if audience == "session":
+            return (self.session_key,) if self.session_key else ()
+        return ()
+
+
+ANONYMOUS = Identity()
+
+
+def channel_name(prefix: str | None, audience: str, facility: str, name: str | None = None) -> str:
+    """One channel name; ``name`` is the user, group or session key (none for broadcast)."""
+    head = f"{prefix}:" if prefix else ""
+    if audience == "broadcast":
+        return f"{head}broadcast:{facility}"
+    return f"{head}{audience}:{name}:{facility}"
+
+
+def audience_channels(
+    prefix: str | None, facility: str, audience: str, names: Iterable[str]
+) -> list[str]:
+    """The channels of ``audience`` for each of ``names`` (ignored for broadcast)."""
+    if audience == "broadcast":
+        return [channel_name(prefix, "broadcast", facility)]
+    return [channel_name(prefix, audience, facility, name) for name in names]
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """What one websocket subscribes to and publishes on, resolved from its flags."""
+
+    subscribe: tuple[str, ...] = ()
+    publish: tuple[str, ...] = ()
+    echo: bool = False
+    dropped: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def resolve(
+        cls, flags: Iterable[str], facility: str, identity: Identity, prefix: str | None
+    ) -> ChannelPlan:
+        """Map flags to channels; audiences SELF cannot resolve (anonymous) are dropped."""
+        subscribe: list[str] = []
+        publish: list[str] = []
+        dropped: list[str] = []
+        flags = list(flags)
+        for flag in flags:
+            if flag == ECHO_FLAG:
+                continue
+            action, audience = flag.split("-", 1)
+            names = identity.names(audience)
+            if audience != "broadcast" and not names:
+                dropped.append(flag)
+                continue
+            target = subscribe if action == "subscribe" else publish
+            target.extend(audience_channels(prefix, facility, audience, names))
+        return cls(
+            subscribe=tuple(dict.fromkeys(subscribe)),
+            publish=tuple(dict.fromkeys(publish)),
+            echo=ECHO_FLAG in flags,
+            dropped=tuple(dropped),
+        )

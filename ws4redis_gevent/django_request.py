@@ -1,0 +1,109 @@
+"""Django identity for websockets: session from the cookie, user and groups from the session.
+
+The app ``ws4redis_gevent`` stores the user's name and group names in the session at login
+(``apps.py``), so opening a websocket reads the session only and never queries the user tables.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIRequest
+
+from .channels import SESSION_GROUPS_KEY, SESSION_USERNAME_KEY
+
+
+class CallableBool:
+    """A bool that can also be called, so ``user.is_authenticated()`` from ws4redis-era code
+    (Django < 2.0) keeps working beside ``user.is_authenticated``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bool) -> None:
+        self._value = value
+
+    def __bool__(self) -> bool:
+        return self._value
+
+    def __call__(self) -> bool:
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return self._value == bool(other)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return repr(self._value)
+
+
+class SessionUser:
+    """The user of a websocket, read from the session: a name and group names, no database."""
+
+    def __init__(self, username: str | None, groups: list[str], user_id: Any = None) -> None:
+        self.username = username or ""
+        self.group_names = list(groups)
+        self.pk = self.id = user_id
+
+    @property
+    def is_authenticated(self) -> CallableBool:
+        return CallableBool(bool(self.username))
+
+    @property
+    def is_anonymous(self) -> CallableBool:
+        return CallableBool(not self.username)
+
+    def get_username(self) -> str:
+        return self.username
+
+    def __str__(self) -> str:
+        return self.username or "AnonymousUser"
+
+    def __repr__(self) -> str:
+        return f"<SessionUser {self}>"
+
+
+def make_request(environ: dict[str, Any], facility: str) -> WSGIRequest:
+    """A Django request for the websocket's handshake, with the facility attached."""
+    request = WSGIRequest(environ)
+    request.facility = facility  # type: ignore[attr-defined]
+    return request
+
+
+def process_request(request: WSGIRequest) -> None:
+    """Default WS4REDIS_PROCESS_REQUEST under Django: attach ``session`` and ``user``."""
+    engine = import_module(settings.SESSION_ENGINE)
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    session = engine.SessionStore(session_key)
+    request.session = session
+    request.user = session_user(request)  # type: ignore[assignment]
+
+
+def session_user(request: WSGIRequest) -> SessionUser:
+    """The SessionUser of a request's session (loading the session, which validates its key)."""
+    session = request.session
+    user_id = session.get("_auth_user_id")
+    if user_id is None:
+        return SessionUser(None, [])
+    username = session.get(SESSION_USERNAME_KEY)
+    if username is None:
+        # A session from before the app was installed: look the user up once, and remember.
+        from django.contrib.auth import get_user
+
+        user = get_user(request)
+        if not user.is_authenticated:
+            return SessionUser(None, [])
+        store_identity(session, user)
+        session.save()
+        username = session[SESSION_USERNAME_KEY]
+    return SessionUser(username, session.get(SESSION_GROUPS_KEY) or [], user_id)
+
+
+def store_identity(session: Any, user: Any) -> None:
+    """Keep the user's name and group names in the session (done at login)."""
+    session[SESSION_USERNAME_KEY] = user.get_username()
+    groups = getattr(user, "groups", None)
+    session[SESSION_GROUPS_KEY] = sorted(g.name for g in groups.all()) if groups is not None else []

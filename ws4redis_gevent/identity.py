@@ -1,0 +1,65 @@
+"""Who is on the other end of a websocket: the request object passed to callbacks, and its Identity.
+
+Under Django the request is a real ``WSGIRequest`` with ``session`` and ``user``; for a plain WSGI
+app it is a ``WebsocketRequest``, which a WS4REDIS_PROCESS_REQUEST callback may give a ``user``
+(anything with ``get_username()`` and ``is_authenticated``) and a ``session`` (a mapping with a
+``session_key`` attribute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from .channels import SESSION_GROUPS_KEY, Identity
+
+
+class WebsocketRequest:
+    """The request handed to callbacks when Django is not in use."""
+
+    def __init__(self, environ: dict[str, Any], facility: str) -> None:
+        self.environ = environ
+        self.facility = facility
+        self.method = environ.get("REQUEST_METHOD", "GET")
+        self.path_info = environ.get("PATH_INFO", "")
+        self.path = environ.get("SCRIPT_NAME", "") + self.path_info
+        self.META = environ
+        self.GET = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        self.COOKIES = _parse_cookies(environ.get("HTTP_COOKIE", ""))
+        self.user: Any = None
+        self.session: Any = None
+
+    def __repr__(self) -> str:
+        return f"<WebsocketRequest {self.path!r}>"
+
+
+def _parse_cookies(header: str) -> dict[str, str]:
+    from http.cookies import SimpleCookie
+
+    cookie: SimpleCookie = SimpleCookie()
+    try:
+        cookie.load(header)
+    except Exception:  # a malformed Cookie header means no cookies, not a failure
+        return {}
+    return {key: morsel.value for key, morsel in cookie.items()}
+
+
+def is_authenticated(user: Any) -> bool:
+    """``user.is_authenticated`` whether it is a property, a method, or missing."""
+    value = getattr(user, "is_authenticated", False)
+    return bool(value() if callable(value) else value)
+
+
+def identity_from_request(request: Any) -> Identity:
+    """The Identity of a request: its authenticated user, their groups and its session key."""
+    user = getattr(request, "user", None)
+    session = getattr(request, "session", None)
+    username: str | None = None
+    groups: tuple[str, ...] = ()
+    if user is not None and is_authenticated(user):
+        username = str(user.get_username()) or None
+        if isinstance(session, Mapping) or hasattr(session, "get"):
+            groups = tuple(str(g) for g in (session.get(SESSION_GROUPS_KEY) or ()))
+    session_key = getattr(session, "session_key", None) if session is not None else None
+    return Identity(user=username, groups=groups, session_key=session_key or None)

@@ -1,0 +1,235 @@
+"""The relay loop between one websocket and Redis, written once for every backend.
+
+Two greenlets per websocket: the reader (the request's own greenlet) receives frames and
+publishes; the writer drains the outbox, which the hub fills, and keeps the timers (protocol
+pings that detect dead peers, the application heartbeat of WS4REDIS_HEARTBEAT).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import gevent
+import gevent.event
+
+from .backends import WebSocket
+from .exceptions import ConnectionClosed, ProtocolError
+from .frames import Close, CloseCode, Message, Ping
+from .hub import Outgoing
+from .settings import Settings
+
+logger = logging.getLogger("ws4redis_gevent.relay")
+
+# How long an own message is remembered to swallow its echo (see Outbox.expect_echo).
+ECHO_MEMORY = 30.0
+CLOSE_TIMEOUT = 5.0
+
+_live: weakref.WeakSet[Relay] = weakref.WeakSet()
+
+
+class Outbox:
+    """Messages waiting to be sent to one websocket; the hub delivers into it.
+
+    Without ``&echo``, a websocket does not receive the messages it published itself. The
+    outbox knows which ones those are because the relay tells it (``expect_echo``) before
+    publishing: the next arrival of that payload on that channel is the echo and is skipped.
+    Deciding by sender, not by content alone, lets an identical message published by someone
+    else through.
+    """
+
+    __slots__ = ("_items", "_ready", "_expected", "__weakref__")
+
+    def __init__(self) -> None:
+        self._items: deque[Outgoing] = deque()
+        self._ready = gevent.event.Event()
+        self._expected: dict[tuple[bytes, bytes], deque[float]] = {}
+
+    def deliver(self, message: Outgoing) -> None:
+        if self._expected and self._is_own_echo(message):
+            return
+        self._items.append(message)
+        self._ready.set()
+
+    def put_first(self, messages: Sequence[Outgoing]) -> None:
+        """Queue ``messages`` ahead of anything delivered so far (persisted messages)."""
+        self._items.extendleft(reversed(messages))
+        if self._items:
+            self._ready.set()
+
+    def expect_echo(self, channel: bytes, payload: bytes) -> None:
+        self._expected.setdefault((channel, payload), deque()).append(time.monotonic())
+
+    def _is_own_echo(self, message: Outgoing) -> bool:
+        key = (message.channel or b"", message.payload)
+        stamps = self._expected.get(key)
+        if stamps is None:
+            return False
+        stamps.popleft()
+        if not stamps:
+            del self._expected[key]
+        return True
+
+    def forget_stale(self) -> None:
+        """Drop expected echoes that never came back (e.g. lost while Redis restarted)."""
+        limit = time.monotonic() - ECHO_MEMORY
+        for key in [k for k, v in self._expected.items() if v[0] < limit]:
+            stamps = self._expected[key]
+            while stamps and stamps[0] < limit:
+                stamps.popleft()
+            if not stamps:
+                del self._expected[key]
+
+    def wait(self, timeout: float | None) -> None:
+        self._ready.wait(timeout)
+
+    def drain(self) -> list[Outgoing]:
+        items = list(self._items)
+        self._items.clear()
+        self._ready.clear()
+        return items
+
+
+class Relay:
+    """Runs one websocket until it closes; ``subscriber`` publishes what the client sends."""
+
+    def __init__(
+        self, websocket: WebSocket, outbox: Outbox, subscriber: Any, settings: Settings,
+        echo: bool = False, subscribed: frozenset[bytes] = frozenset(),
+    ) -> None:
+        self.websocket = websocket
+        self.outbox = outbox
+        self.subscriber = subscriber
+        self.settings = settings
+        self.echo = echo
+        self.subscribed = subscribed
+        self.close_code: int | None = None
+        self._last_received = time.monotonic()
+        self._heartbeat = settings.heartbeat.encode("utf-8") if settings.heartbeat else None
+        self._closing = gevent.event.Event()
+
+    def run(self) -> None:
+        """Relay until the websocket closes; always releases the socket and the writer."""
+        _live.add(self)
+        writer = gevent.spawn(self._write_loop)
+        try:
+            self._read_loop()
+        except ProtocolError as exc:
+            logger.info("closing websocket: %s", exc)
+            self.close(exc.code, exc.reason)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("websocket relay failed")
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            _live.discard(self)
+            writer.kill()
+            self.websocket.shutdown()
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start the closing handshake: send a close frame, then wait for the client's."""
+        if self.close_code is None:
+            self.close_code = code
+        try:
+            self.websocket.send_close(code, reason)
+        except ConnectionClosed:
+            pass
+        self._closing.set()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        while True:
+            events = None
+            with gevent.Timeout(CLOSE_TIMEOUT if self._closing.is_set() else None, False):
+                events = self.websocket.receive()
+            if events is None:  # the client did not answer our close frame in time
+                return
+            self._last_received = time.monotonic()
+            for event in events:
+                if isinstance(event, Message):
+                    if not self._closing.is_set():
+                        self._on_message(event.data)
+                elif isinstance(event, Ping):
+                    self.websocket.pong(event.payload)
+                elif isinstance(event, Close):
+                    self._on_close(event)
+                    return
+
+    def _on_close(self, close: Close) -> None:
+        if self.close_code is None:
+            self.close_code = close.code
+        # Echo the client's code, as section 5.5.1 suggests; 1005 cannot go on the wire.
+        code = CloseCode.NORMAL if close.code == CloseCode.NO_STATUS else close.code
+        try:
+            self.websocket.send_close(code)
+        except ConnectionClosed:
+            pass
+
+    def _on_message(self, data: bytes | str) -> None:
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        if self._heartbeat is not None and payload == self._heartbeat:
+            self.websocket.send([Outgoing(self._heartbeat)])
+            return
+        publishers = getattr(self.subscriber, "_publishers", ())
+        if not self.echo:
+            for channel in publishers:
+                encoded = channel.encode("utf-8")
+                if encoded in self.subscribed:
+                    self.outbox.expect_echo(encoded, payload)
+        if publishers:
+            self.subscriber.publish_message(payload)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        interval = self.settings.ping_interval
+        next_ping = time.monotonic() + interval
+        beat = self.settings.heartbeat_interval if self._heartbeat else None
+        next_beat = time.monotonic() + beat if beat else float("inf")
+        try:
+            while not self._closing.is_set():
+                now = time.monotonic()
+                self.outbox.wait(max(0.0, min(next_ping, next_beat) - now))
+                batch = self.outbox.drain()
+                if batch:
+                    self.websocket.send(batch)
+                now = time.monotonic()
+                if now >= next_beat:
+                    self.websocket.send([Outgoing(self._heartbeat or b"")])
+                    next_beat = now + (beat or 0)
+                if now >= next_ping:
+                    next_ping = now + interval
+                    self._check_alive(now)
+        except ConnectionClosed:
+            self._closing.set()
+
+    def _check_alive(self, now: float) -> None:
+        silent = now - self._last_received
+        if silent > self.settings.ping_interval + self.settings.ping_timeout:
+            logger.info("websocket silent for %.0fs: closing", silent)
+            self.close(CloseCode.INTERNAL_ERROR, "ping timeout")
+            # A dead peer never answers: don't wait for its close frame.
+            self.websocket.shutdown()
+            return
+        self.outbox.forget_stale()
+        if silent >= self.settings.ping_interval:
+            self.websocket.ping(b"ws4redis")
+
+
+def live_relays() -> list[Relay]:
+    """The websockets open in this process."""
+    return list(_live)
+
+
+def close_all(code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> int:
+    """Close every websocket of this process with ``code``; returns how many."""
+    relays = live_relays()
+    for relay in relays:
+        relay.close(code, reason)
+    return len(relays)

@@ -1,0 +1,107 @@
+"""Settings: defaults, Django settings (when configured) and keyword options, in that order.
+
+Settings are read when a middleware or publisher is built, never at import, so Django's
+``override_settings`` works. A plain WSGI app passes options to ``WebsocketMiddleware`` or calls
+``configure()``; those options become the process's settings, used by ``RedisPublisher`` too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .exceptions import ImproperlyConfigured
+
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with ws4redis' defaults; see docs/settings.rst for each one."""
+
+    websocket_url: str = "/ws/"
+    connection: dict[str, Any] | str = dataclasses.field(default_factory=dict)
+    prefix: str | None = None
+    expire: int = 3600
+    heartbeat: str | None = None
+    heartbeat_interval: float = 30.0
+    allowed_channels: Callable[..., Any] | str | None = None
+    process_request: Callable[..., Any] | str | None = None
+    subscriber: type | str = "ws4redis_gevent.subscriber.RedisSubscriber"
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    subscribe_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.websocket_url.startswith("/") or not self.websocket_url.endswith("/"):
+            raise ImproperlyConfigured("WEBSOCKET_URL must start and end with '/'")
+        if self.max_message_size <= 0:
+            raise ImproperlyConfigured("WS4REDIS_MAX_MESSAGE_SIZE must be positive")
+
+    def replace(self, **options: Any) -> Settings:
+        """A copy with ``options`` applied; unknown names raise ImproperlyConfigured."""
+        unknown = set(options) - {f.name for f in fields(self)}
+        if unknown:
+            raise ImproperlyConfigured(f"unknown ws4redis option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **options)
+
+
+def django_name(option: str) -> str:
+    """The Django setting for an option: WEBSOCKET_URL, or WS4REDIS_ followed by its name."""
+    return "WEBSOCKET_URL" if option == "websocket_url" else f"WS4REDIS_{option.upper()}"
+
+
+_configured: dict[str, Any] = {}
+
+
+def configure(**options: Any) -> None:
+    """Set options for this process, used by every middleware and publisher built afterwards."""
+    Settings().replace(**options)  # validate names and values now
+    _configured.update(options)
+
+
+def reset() -> None:
+    """Forget options given to configure() (for tests)."""
+    _configured.clear()
+
+
+def django_options() -> dict[str, Any]:
+    """The options set in Django's settings, when Django is in use and configured."""
+    if "django.conf" not in sys.modules:
+        return {}
+    from django.conf import settings as django_settings
+
+    if not django_settings.configured:
+        return {}
+    options = {}
+    for option in fields(Settings):
+        name = django_name(option.name)
+        if hasattr(django_settings, name):
+            options[option.name] = getattr(django_settings, name)
+    return options
+
+
+def load(**options: Any) -> Settings:
+    """Build the settings now: defaults, then Django's, then configure()'s, then ``options``."""
+    return Settings().replace(**{**django_options(), **_configured, **options})
+
+
+def import_string(dotted_path: str) -> Any:
+    """Import ``package.module.name`` and return ``name``."""
+    module_path, _, name = dotted_path.rpartition(".")
+    if not module_path:
+        raise ImproperlyConfigured(f"{dotted_path!r} is not a dotted path")
+    try:
+        return getattr(importlib.import_module(module_path), name)
+    except (ImportError, AttributeError) as exc:
+        raise ImproperlyConfigured(f"cannot import {dotted_path!r}: {exc}") from exc
+
+
+def resolve(value: Any) -> Any:
+    """A callable or class given directly, or by dotted path; None stays None."""
+    return import_string(value) if isinstance(value, str) else value
