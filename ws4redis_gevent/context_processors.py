@@ -1,4 +1,4 @@
-"""Template context: ``WEBSOCKET_URI`` (ws:// or wss:// per the request) and ``WS4REDIS_HEARTBEAT``."""
+"""Template context: ``WEBSOCKET_URI`` (ws:// or wss://) and ``WS4REDIS_HEARTBEAT``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .settings import load
 
 
 def default(request: Any) -> dict[str, str | SafeString]:
-    """``WEBSOCKET_URI`` like ``wss://example.com/ws/`` and ``WS4REDIS_HEARTBEAT`` as a JS literal."""
+    """``WEBSOCKET_URI`` (``wss://example.com/ws/``) and ``WS4REDIS_HEARTBEAT`` (a JS literal)."""
     settings = load()
     scheme = "wss://" if request.is_secure() else "ws://"
     heartbeat = json.dumps(settings.heartbeat)

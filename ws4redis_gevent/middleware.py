@@ -104,11 +104,10 @@ class WebsocketMiddleware:
             logger.error(
                 "websocket request to %s on a server that cannot upgrade (%s): run under "
                 "gevent (ws4redis' runserver, gunicorn's GeventWebSocketWorker) or uWSGI",
-                environ.get("PATH_INFO"), environ.get("SERVER_SOFTWARE", "unknown server"),
+                environ.get("PATH_INFO"),
+                environ.get("SERVER_SOFTWARE", "unknown server"),
             )
-            raise HandshakeError(
-                "this server cannot serve websockets", HTTPStatus.NOT_IMPLEMENTED
-            )
+            raise HandshakeError("this server cannot serve websockets", HTTPStatus.NOT_IMPLEMENTED)
         return backend
 
     def _identify(self, environ: dict[str, Any], facility: str) -> Any:
@@ -162,8 +161,12 @@ class WebsocketMiddleware:
     ) -> None:
         outbox.put_first(persisted)
         relay = Relay(
-            websocket, outbox, subscriber, self.settings,
-            echo=subscriber.plan.echo, subscribed=subscriber.subscribed_channels,
+            websocket,
+            outbox,
+            subscriber,
+            self.settings,
+            echo=subscriber.plan.echo,
+            subscribed=subscriber.subscribed_channels,
         )
         logger.info("websocket connected: %s %s", request.path, subscriber.plan.subscribe)
         try:

@@ -10,8 +10,13 @@ import redis
 from .redis_store import RedisMessage, RedisStore
 from .settings import Settings
 
-_AUDIENCE_ORDER = {"broadcast": ("broadcast",), "group": ("group",), "user": ("user",),
-                   "session": ("session",), "any": ("session", "user", "group", "broadcast")}
+_AUDIENCE_ORDER = {
+    "broadcast": ("broadcast",),
+    "group": ("group",),
+    "user": ("user",),
+    "session": ("session",),
+    "any": ("session", "user", "group", "broadcast"),
+}
 
 
 class RedisPublisher(RedisStore):
@@ -37,8 +42,12 @@ class RedisPublisher(RedisStore):
         super().__init__(connection=connection, settings=settings)
         if facility is not None:
             self._publishers = self._get_message_channels(
-                request=request, facility=facility, broadcast=broadcast,
-                groups=groups, users=users, sessions=sessions,
+                request=request,
+                facility=facility,
+                broadcast=broadcast,
+                groups=groups,
+                users=users,
+                sessions=sessions,
             )
 
     @property
@@ -46,7 +55,9 @@ class RedisPublisher(RedisStore):
         """The Redis channels this publisher publishes on."""
         return list(self._publishers)
 
-    def fetch_message(self, request: Any, facility: str, audience: str = "any") -> RedisMessage | None:
+    def fetch_message(
+        self, request: Any, facility: str, audience: str = "any"
+    ) -> RedisMessage | None:
         """The newest persisted message of ``facility`` for this request's audience(s).
 
         Args:
@@ -63,7 +74,9 @@ class RedisPublisher(RedisStore):
 
         wanted = _AUDIENCE_ORDER[audience]
         channels = self._get_message_channels(
-            request=request, facility=facility, broadcast="broadcast" in wanted,
+            request=request,
+            facility=facility,
+            broadcast="broadcast" in wanted,
             groups=[SELF] if "group" in wanted else (),
             users=[SELF] if "user" in wanted else (),
             sessions=[SELF] if "session" in wanted else (),

@@ -7,6 +7,7 @@ the epoch), so that ``fetch_message`` can return the newest one among several ch
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -66,9 +67,7 @@ def connection_pool(connection: dict[str, Any] | str) -> redis.ConnectionPool:
 
     Pools are per process: a pool created before a fork is never reused in the child.
     """
-    import os
-
-    key = (os.getpid(), repr(sorted(connection.items())) if isinstance(connection, dict) else connection)
+    key = (os.getpid(), repr(connection))
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
@@ -112,8 +111,12 @@ class RedisStore:
     ) -> list[str]:
         """The channels for these audiences; SELF items resolve against ``request``."""
         identity = identity_from_request(request) if request is not None else Identity()
-        wanted = {"broadcast": [None] if broadcast else [], "group": groups, "user": users,
-                  "session": sessions}
+        wanted = {
+            "broadcast": [None] if broadcast else [],
+            "group": groups,
+            "user": users,
+            "session": sessions,
+        }
         channels: list[str] = []
         for audience in ("broadcast", "group", "user", "session"):
             names = _resolve_self(wanted[audience], audience, identity)
@@ -156,7 +159,7 @@ class RedisStore:
             return None
         keys = [key for channel in channels for key in (channel, channel + STAMP_SUFFIX)]
         values = self._connection.mget(keys)
-        best: tuple[int, bytes] | None = None
+        best: tuple[int, Any] | None = None
         for message, when in zip(values[::2], values[1::2], strict=True):
             if message is None:
                 continue

@@ -7,6 +7,7 @@ pings that detect dead peers, the application heartbeat of WS4REDIS_HEARTBEAT).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import weakref
@@ -16,6 +17,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import redis
 
 from .backends import WebSocket
 from .exceptions import ConnectionClosed, ProtocolError
@@ -98,8 +100,13 @@ class Relay:
     """Runs one websocket until it closes; ``subscriber`` publishes what the client sends."""
 
     def __init__(
-        self, websocket: WebSocket, outbox: Outbox, subscriber: Any, settings: Settings,
-        echo: bool = False, subscribed: frozenset[bytes] = frozenset(),
+        self,
+        websocket: WebSocket,
+        outbox: Outbox,
+        subscriber: Any,
+        settings: Settings,
+        echo: bool = False,
+        subscribed: frozenset[bytes] = frozenset(),
     ) -> None:
         self.websocket = websocket
         self.outbox = outbox
@@ -111,6 +118,7 @@ class Relay:
         self._last_received = time.monotonic()
         self._heartbeat = settings.heartbeat.encode("utf-8") if settings.heartbeat else None
         self._closing = gevent.event.Event()
+        self._close_timer: gevent.Greenlet | None = None
 
     def run(self) -> None:
         """Relay until the websocket closes; always releases the socket and the writer."""
@@ -123,33 +131,35 @@ class Relay:
             self.close(exc.code, exc.reason)
         except ConnectionClosed:
             pass
+        except redis.RedisError as exc:
+            logger.warning("cannot publish, closing websocket: %s", exc)
+            self.close(CloseCode.TRY_AGAIN_LATER, "message queue unavailable")
         except Exception:
             logger.exception("websocket relay failed")
             self.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             _live.discard(self)
             writer.kill()
-            self.websocket.shutdown()
+            if self._close_timer is not None:
+                self._close_timer.kill()
+            self.websocket.shutdown(drain=True)
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Start the closing handshake: send a close frame, then wait for the client's."""
+        """Start the closing handshake: send a close frame; the client has CLOSE_TIMEOUT
+        seconds to answer before the connection is dropped."""
         if self.close_code is None:
             self.close_code = code
-        try:
+        with contextlib.suppress(ConnectionClosed):
             self.websocket.send_close(code, reason)
-        except ConnectionClosed:
-            pass
+        if self._close_timer is None:
+            self._close_timer = gevent.spawn_later(CLOSE_TIMEOUT, self.websocket.shutdown)
         self._closing.set()
 
     # -- reading ---------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
         while True:
-            events = None
-            with gevent.Timeout(CLOSE_TIMEOUT if self._closing.is_set() else None, False):
-                events = self.websocket.receive()
-            if events is None:  # the client did not answer our close frame in time
-                return
+            events = self.websocket.receive()
             self._last_received = time.monotonic()
             for event in events:
                 if isinstance(event, Message):
@@ -166,10 +176,8 @@ class Relay:
             self.close_code = close.code
         # Echo the client's code, as section 5.5.1 suggests; 1005 cannot go on the wire.
         code = CloseCode.NORMAL if close.code == CloseCode.NO_STATUS else close.code
-        try:
+        with contextlib.suppress(ConnectionClosed):
             self.websocket.send_close(code)
-        except ConnectionClosed:
-            pass
 
     def _on_message(self, data: bytes | str) -> None:
         payload = data.encode("utf-8") if isinstance(data, str) else data

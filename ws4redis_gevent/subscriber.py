@@ -17,12 +17,18 @@ from .settings import Settings
 class RedisSubscriber(RedisStore):
     """Subscribes one websocket through the process's hub and publishes what it sends."""
 
-    subscription_channels = ("subscribe-session", "subscribe-group", "subscribe-user",
-                             "subscribe-broadcast")
+    subscription_channels = (
+        "subscribe-session",
+        "subscribe-group",
+        "subscribe-user",
+        "subscribe-broadcast",
+    )
     publish_channels = ("publish-session", "publish-group", "publish-user", "publish-broadcast")
 
     def __init__(
-        self, connection: redis.Redis | None = None, settings: Settings | None = None,
+        self,
+        connection: redis.Redis | None = None,
+        settings: Settings | None = None,
         hub: Hub | None = None,
     ) -> None:
         super().__init__(connection=connection, settings=settings)
@@ -66,10 +72,13 @@ class RedisSubscriber(RedisStore):
         keys = [k for ch in self.plan.subscribe for k in (ch, ch + STAMP_SUFFIX)]
         values = self._connection.mget(keys)
         found = []
-        for channel, message, when in zip(self.plan.subscribe, values[::2], values[1::2],
-                                          strict=True):
+        for channel, message, when in zip(
+            self.plan.subscribe, values[::2], values[1::2], strict=True
+        ):
             if message is not None:
-                found.append((int(when) if when else -1, Outgoing(message, channel.encode())))
+                found.append(
+                    (int(when) if when else -1, Outgoing(message, channel.encode())  # type: ignore[arg-type])
+                )
         return [outgoing for _, outgoing in sorted(found, key=lambda pair: pair[0])]
 
     def release(self) -> None:

@@ -32,8 +32,10 @@ class WebSocket(Protocol):
         """Send a close frame (once; later calls do nothing)."""
         ...
 
-    def shutdown(self) -> None:
-        """Close the transport."""
+    def shutdown(self, drain: bool = False) -> None:
+        """Close the transport; with ``drain``, wait (briefly) for the client to close first.
+
+        Only the greenlet that receives may drain; any greenlet may shut down without it."""
         ...
 
 
@@ -45,7 +47,10 @@ class Backend(Protocol):
         ...
 
     def upgrade(
-        self, environ: dict[str, Any], start_response: Any, headers: list[tuple[str, str]],
+        self,
+        environ: dict[str, Any],
+        start_response: Any,
+        headers: list[tuple[str, str]],
         max_message_size: int,
     ) -> WebSocket:
         """Send the 101 response with ``headers`` and return the websocket."""

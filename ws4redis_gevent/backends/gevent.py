@@ -7,9 +7,12 @@ middleware decide first, then writes the 101 response and RFC 6455 frames itself
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import gevent
 import gevent.lock
 from gevent import pywsgi
 
@@ -18,6 +21,7 @@ from ..frames import Close, Event, FrameParser, Opcode, encode_close, encode_fra
 from ..hub import Outgoing
 
 READ_SIZE = 65536
+DRAIN_TIMEOUT = 2.0
 
 
 class GeventWebSocket:
@@ -74,12 +78,24 @@ class GeventWebSocket:
         self.close_sent = True
         self._write(encode_close(Close(code, reason)))
 
-    def shutdown(self) -> None:
-        try:
-            self._sock.shutdown(2)
-        except OSError:
-            pass
+    def shutdown(self, drain: bool = False) -> None:
+        if drain:
+            self._drain()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+
+    def _drain(self) -> None:
+        # Send our FIN, then read until the client's: closing a socket that still has unread
+        # data makes the kernel answer with a reset, which can destroy our close frame before
+        # the client reads it.
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+            with gevent.Timeout(DRAIN_TIMEOUT, False):
+                while self._rfile.read1(READ_SIZE):
+                    pass
+        except (OSError, ValueError):
+            pass
 
 
 class WebSocketHandler(pywsgi.WSGIHandler):
@@ -102,7 +118,10 @@ class GeventBackend:
         return str(environ.get("SERVER_SOFTWARE", "")).startswith("gevent/")
 
     def upgrade(
-        self, environ: dict[str, Any], start_response: Any, headers: list[tuple[str, str]],
+        self,
+        environ: dict[str, Any],
+        start_response: Any,
+        headers: list[tuple[str, str]],
         max_message_size: int,
     ) -> GeventWebSocket:
         write = start_response("101 Switching Protocols", headers)

@@ -1,0 +1,78 @@
+"""The gunicorn worker class: websockets served by gunicorn, closed with 1001 on shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+@pytest.fixture
+def gunicorn(redis_url):
+    env = {
+        **os.environ,
+        "WS4REDIS_TEST_OPTIONS": json.dumps({"connection": redis_url}),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "ws4redis_gevent.gunicorn.GeventWebSocketWorker",
+         "--bind", "127.0.0.1:0", "--graceful-timeout", "10", "--workers", "1", "gunicorn_app:app"],
+        env=env, cwd=TESTS, stderr=subprocess.PIPE, text=True,
+    )
+    port = None
+    lines = []
+    deadline = time.monotonic() + 20
+    assert proc.stderr is not None
+    while port is None or not any("Booting worker" in line for line in lines):
+        line = proc.stderr.readline()
+        lines.append(line)
+        match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
+        if match:
+            port = int(match.group(1))
+        if not line or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("gunicorn did not start:\n" + "".join(lines))
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=10)
+
+
+def test_gunicorn_worker_serves_websockets_and_http(gunicorn, redis_url):
+    proc, port = gunicorn
+    with connect(f"ws://127.0.0.1:{port}/ws/news?subscribe-broadcast", open_timeout=10) as ws:
+        deadline = time.monotonic() + 10
+        client = redis.Redis.from_url(redis_url)
+        # The worker boots lazily; publish until the subscription is live.
+        while client.publish("broadcast:news", "hello gunicorn") == 0:
+            assert time.monotonic() < deadline, "subscription never became live"
+            time.sleep(0.05)
+        assert ws.recv(timeout=5) == "hello gunicorn"
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/plain", timeout=5) as response:
+        assert response.read() == b"app saw GET /plain"
+
+
+def test_sigterm_closes_websockets_with_going_away(gunicorn):
+    proc, port = gunicorn
+    with connect(f"ws://127.0.0.1:{port}/ws/news?subscribe-broadcast", open_timeout=10) as ws:
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=8)
+        assert ws.protocol.close_rcvd is not None
+        assert ws.protocol.close_rcvd.code == 1001
+    assert proc.wait(timeout=15) == 0
