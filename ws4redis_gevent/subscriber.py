@@ -71,14 +71,13 @@ class RedisSubscriber(RedisStore):
             return []
         keys = [k for ch in self.plan.subscribe for k in (ch, ch + STAMP_SUFFIX)]
         values = self._connection.mget(keys)
-        found = []
+        found: list[tuple[int, Outgoing]] = []
         for channel, message, when in zip(
             self.plan.subscribe, values[::2], values[1::2], strict=True
         ):
             if message is not None:
-                found.append(
-                    (int(when) if when else -1, Outgoing(message, channel.encode())  # type: ignore[arg-type])
-                )
+                outgoing = Outgoing(bytes(message), channel.encode())
+                found.append((int(when) if when else -1, outgoing))
         return [outgoing for _, outgoing in sorted(found, key=lambda pair: pair[0])]
 
     def release(self) -> None:
