@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -76,7 +76,7 @@ class RedisSubscriber(RedisStore):
             self.plan.subscribe, values[::2], values[1::2], strict=True
         ):
             if message is not None:
-                outgoing = Outgoing(bytes(message), channel.encode())
+                outgoing = Outgoing(cast(bytes, message), channel.encode())
                 found.append((int(when) if when else -1, outgoing))
         return [outgoing for _, outgoing in sorted(found, key=lambda pair: pair[0])]
 
