@@ -25,7 +25,12 @@ ALICE = Identity(user="alice", groups=("staff", "admins"), session_key="sk1")
 def test_parse_flags_keeps_known_flags_in_order() -> None:
     """Known flags come back in the order of the query string."""
     query = "publish-user&subscribe-broadcast&echo&subscribe-session"
-    assert parse_flags(query) == ["publish-user", "subscribe-broadcast", "echo", "subscribe-session"]
+    assert parse_flags(query) == [
+        "publish-user",
+        "subscribe-broadcast",
+        "echo",
+        "subscribe-session",
+    ]
 
 
 def test_parse_flags_knows_all_ws4redis_flags() -> None:

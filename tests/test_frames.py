@@ -405,10 +405,39 @@ def test_parser_new_data_frame_inside_fragmented_message_is_a_protocol_error(
     assert protocol_error(data).code == CloseCode.PROTOCOL_ERROR
 
 
-def test_parser_invalid_utf8_text_is_invalid_data() -> None:
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"ok\xff",
+        b"\xc0\xaf",  # overlong encoding of '/'
+        b"\xed\xa0\x80",  # UTF-16 surrogate U+D800
+        b"\xf4\x90\x80\x80",  # beyond U+10FFFF
+        b"\x80",  # lone continuation byte
+        b"abc\xe2\x82",  # truncated at the end of an unfragmented message
+    ],
+)
+def test_parser_invalid_utf8_text_is_invalid_data(payload: bytes) -> None:
     """A text frame that is not UTF-8: 1007."""
-    error = protocol_error(client_frame(Opcode.TEXT, b"ok\xff"))
+    error = protocol_error(client_frame(Opcode.TEXT, payload))
     assert error.code == CloseCode.INVALID_DATA
+
+
+def test_parser_invalid_utf8_in_binary_is_fine() -> None:
+    """Binary messages are not checked for UTF-8, even when fragmented."""
+    data = client_frame(Opcode.BINARY, b"\xe2\x82", fin=False) + client_frame(
+        Opcode.CONTINUATION, b"\xff"
+    )
+    assert parse(data) == [Message(b"\xe2\x82\xff")]
+
+
+def test_parser_text_after_fragmented_binary_is_validated_afresh() -> None:
+    """A text message after a binary one starts with a clean UTF-8 decoder."""
+    data = (
+        client_frame(Opcode.TEXT, b"\xe2", fin=False)
+        + client_frame(Opcode.CONTINUATION, b"\x82\xac")
+        + client_frame(Opcode.TEXT, "ü".encode())
+    )
+    assert parse(data) == [Message("€"), Message("ü")]
 
 
 def test_parser_invalid_utf8_in_close_reason_is_invalid_data() -> None:
@@ -468,11 +497,11 @@ def test_parser_oversized_fragmented_message_is_message_too_big() -> None:
 
 
 def test_parser_yields_events_before_a_later_error() -> None:
-    """Events completed before an invalid frame in the same chunk are still yielded."""
+    """Events completed before an invalid frame in the same chunk are returned; the error is
+    kept and raised by the next call."""
     data = client_frame(Opcode.TEXT, b"fine") + client_frame(Opcode.TEXT, b"x", masked=False)
     parser = FrameParser()
-    events = []
+    assert parser.feed(data) == [Message("fine")]
+    assert parser.error is not None and parser.error.code == CloseCode.PROTOCOL_ERROR
     with pytest.raises(ProtocolError):
-        for event in parser.feed(data):
-            events.append(event)
-    assert events == [Message("fine")]
+        parser.feed(b"")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import enum
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .exceptions import ProtocolError
@@ -84,6 +83,8 @@ class Close:
 
     def serialize(self) -> bytes:
         """Encode for a close frame; the reason is cut to fit the 125-byte control limit."""
+        if not is_valid_close_code(self.code):
+            raise ValueError(f"close code {self.code} cannot be sent")
         reason = self.reason.encode("utf-8")[:123]
         # Cutting may split a character: drop the incomplete tail.
         reason = reason.decode("utf-8", "ignore").encode("utf-8")
@@ -172,17 +173,33 @@ class FrameParser:
         self._fragments_size = 0
         self._fragment_opcode: int | None = None
         self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+        self.error: ProtocolError | None = None
 
-    def feed(self, data: bytes) -> Iterator[Event]:
-        """Add received bytes and yield every event they complete."""
+    def feed(self, data: bytes) -> list[Event]:
+        """Add received bytes and return every event they complete, in order.
+
+        Raises:
+            ProtocolError: at the first frame that breaks a rule. When valid frames came before
+                it in the same data, their events are returned first and the error is kept in
+                ``error``, raised by the next call.
+        """
+        if self.error is not None:
+            raise self.error
         self._buffer += data
+        events: list[Event] = []
         while True:
-            frame = self._next_frame()
-            if frame is None:
-                return
-            event = self._handle(*frame)
+            try:
+                frame = self._next_frame()
+                if frame is None:
+                    return events
+                event = self._handle(*frame)
+            except ProtocolError as exc:
+                self.error = exc
+                if events:
+                    return events
+                raise
             if event is not None:
-                yield event
+                events.append(event)
 
     def _next_frame(self) -> tuple[bool, int, bytes] | None:
         buf = self._buffer

@@ -20,7 +20,7 @@ import redis
 
 from .exceptions import ServiceUnavailable
 from .frames import encode_message
-from .redis_store import redis_client
+from .redis_store import _connection_key, redis_client
 
 logger = logging.getLogger("ws4redis_gevent.hub")
 
@@ -194,7 +194,7 @@ _hubs_lock = threading.Lock()
 
 def get_hub(connection: dict[str, Any] | str) -> Hub:
     """The hub of this process for these connection settings (a new one after a fork)."""
-    key = (os.getpid(), repr(connection))
+    key = (os.getpid(), _connection_key(connection))
     with _hubs_lock:
         hub = _hubs.get(key)
         if hub is None:

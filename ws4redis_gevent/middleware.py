@@ -18,7 +18,7 @@ import redis
 
 from . import settings as settings_module
 from .backends import Backend, select_backend
-from .channels import parse_flags
+from .channels import ECHO_FLAG, parse_flags
 from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
 from .handshake import check_handshake
 from .identity import WebsocketRequest
@@ -124,12 +124,15 @@ class WebsocketMiddleware:
     def _authorise(self, request: Any, flags: list[str]) -> list[str]:
         if self.allowed_channels is None:
             return flags
-        allowed = self._guarded(self.allowed_channels, request, list(flags))
+        # As in ws4redis, the callback sees the subscribe/publish flags; echo is not a channel.
+        echo = [flag for flag in flags if flag == ECHO_FLAG]
+        channels = [flag for flag in flags if flag != ECHO_FLAG]
+        allowed = self._guarded(self.allowed_channels, request, channels)
         if allowed is None:  # ws4redis' callbacks may only raise, or return nothing
             return flags
         # Flags the callback removed are dropped; it cannot add flags the client did not ask.
         allowed = set(allowed)
-        return [flag for flag in flags if flag in allowed]
+        return [flag for flag in channels if flag in allowed] + echo
 
     def _guarded(self, callback: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -72,13 +72,18 @@ class RedisPublisher(RedisStore):
             raise ValueError(f"audience must be one of {', '.join(_AUDIENCE_ORDER)}")
         from .redis_store import SELF
 
-        wanted = _AUDIENCE_ORDER[audience]
-        channels = self._get_message_channels(
-            request=request,
-            facility=facility,
-            broadcast="broadcast" in wanted,
-            groups=[SELF] if "group" in wanted else (),
-            users=[SELF] if "user" in wanted else (),
-            sessions=[SELF] if "session" in wanted else (),
-        )
+        # In ws4redis' order of priority, which decides between messages stored at the same time
+        # (or stored by ws4redis, without a time).
+        channels = [
+            channel
+            for wanted in _AUDIENCE_ORDER[audience]
+            for channel in self._get_message_channels(
+                request=request,
+                facility=facility,
+                broadcast=wanted == "broadcast",
+                groups=[SELF] if wanted == "group" else (),
+                users=[SELF] if wanted == "user" else (),
+                sessions=[SELF] if wanted == "session" else (),
+            )
+        ]
         return self.fetch_newest(channels)

@@ -67,7 +67,7 @@ def connection_pool(connection: dict[str, Any] | str) -> redis.ConnectionPool:
 
     Pools are per process: a pool created before a fork is never reused in the child.
     """
-    key = (os.getpid(), repr(connection))
+    key = (os.getpid(), _connection_key(connection))
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
@@ -77,6 +77,10 @@ def connection_pool(connection: dict[str, Any] | str) -> redis.ConnectionPool:
                 pool = redis.BlockingConnectionPool(max_connections=50, **connection)
             _pools[key] = pool
         return pool
+
+
+def _connection_key(connection: dict[str, Any] | str) -> str:
+    return repr(sorted(connection.items())) if isinstance(connection, dict) else connection
 
 
 def redis_client(connection: dict[str, Any] | str) -> redis.Redis:
@@ -154,7 +158,7 @@ class RedisStore:
         return sum(replies[::step])
 
     def fetch_newest(self, channels: Sequence[str]) -> RedisMessage | None:
-        """The newest persisted message among ``channels``, or None."""
+        """The newest persisted message among ``channels``, or None; ties go to the first."""
         if not channels:
             return None
         keys = [key for channel in channels for key in (channel, channel + STAMP_SUFFIX)]

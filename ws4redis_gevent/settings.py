@@ -38,7 +38,8 @@ class Settings:
     subscribe_timeout: float = 5.0
 
     def __post_init__(self) -> None:
-        if not self.websocket_url.startswith("/") or not self.websocket_url.endswith("/"):
+        url = self.websocket_url
+        if not isinstance(url, str) or not url.startswith("/") or not url.endswith("/"):
             raise ImproperlyConfigured("WEBSOCKET_URL must start and end with '/'")
         if self.max_message_size <= 0:
             raise ImproperlyConfigured("WS4REDIS_MAX_MESSAGE_SIZE must be positive")

@@ -35,6 +35,8 @@ class GeventWebSocket:
         self.close_sent = False
 
     def receive(self) -> list[Event]:
+        if self._parser.error is not None:
+            raise self._parser.error
         while True:
             try:
                 # read1 returns what the buffer already holds before touching the socket, and
@@ -44,7 +46,7 @@ class GeventWebSocket:
                 raise ConnectionClosed(str(exc)) from exc
             if not data:
                 raise ConnectionClosed("end of stream")
-            events = list(self._parser.feed(data))
+            events = self._parser.feed(data)
             if events:
                 return events
 
