@@ -58,7 +58,11 @@ def mask_payload(payload: bytes, mask: bytes) -> bytes:
 
 
 def encode_client_frame(
-    opcode: int, payload: bytes = b"", fin: bool = True, mask: bool = True, rsv: int = 0,
+    opcode: int,
+    payload: bytes = b"",
+    fin: bool = True,
+    mask: bool = True,
+    rsv: int = 0,
     length: int | None = None,
 ) -> bytes:
     """A client frame; ``rsv`` is the 3 reserved bits (0-7), ``length`` forges the header's."""
@@ -108,8 +112,13 @@ class RawClient:
     # -- sending ---------------------------------------------------------------------------
 
     def send_frame(
-        self, opcode: int, payload: bytes = b"", fin: bool = True, mask: bool = True,
-        rsv: int = 0, length: int | None = None,
+        self,
+        opcode: int,
+        payload: bytes = b"",
+        fin: bool = True,
+        mask: bool = True,
+        rsv: int = 0,
+        length: int | None = None,
     ) -> None:
         """Send one frame (see ``encode_client_frame``)."""
         self.sock.sendall(encode_client_frame(opcode, payload, fin, mask, rsv, length))

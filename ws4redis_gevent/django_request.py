@@ -78,8 +78,23 @@ def process_request(request: WSGIRequest) -> None:
     engine = import_module(settings.SESSION_ENGINE)
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
     session = engine.SessionStore(session_key)
+    if session_key is not None:
+        session.keys()  # load it now: an unknown or forged key must not count as a session
+        if session.session_key != session_key or session.modified:
+            session = engine.SessionStore(None)
     request.session = session
     request.user = session_user(request)  # type: ignore[assignment]
+
+
+def close_database_connections() -> None:
+    """Close the database connections this greenlet opened while identifying a websocket.
+
+    Django closes them when a request finishes; a websocket's request lasts as long as the
+    websocket, so without this each open websocket would hold a database connection.
+    """
+    from django.db import connections
+
+    connections.close_all()
 
 
 def session_user(request: WSGIRequest) -> SessionUser:
@@ -97,9 +112,15 @@ def session_user(request: WSGIRequest) -> SessionUser:
         if not user.is_authenticated:
             return SessionUser(None, [])
         store_identity(session, user)
-        session.save()
+        if not _is_signed_cookie(session):
+            # Saving a cookie-based session changes its key, which the browser would not know.
+            session.save()
         username = session[SESSION_USERNAME_KEY]
     return SessionUser(username, session.get(SESSION_GROUPS_KEY) or [], user_id)
+
+
+def _is_signed_cookie(session: Any) -> bool:
+    return type(session).__module__ == "django.contrib.sessions.backends.signed_cookies"
 
 
 def store_identity(session: Any, user: Any) -> None:

@@ -81,8 +81,14 @@ class WebsocketMiddleware:
         if not facility:
             raise HandshakeError("no facility in the URL", HTTPStatus.NOT_FOUND)
         backend = self._backend(environ)
-        request = self._identify(environ, facility)
-        flags = self._authorise(request, parse_flags(environ.get("QUERY_STRING", "")))
+        try:
+            request = self._identify(environ, facility)
+            flags = self._authorise(request, parse_flags(environ.get("QUERY_STRING", "")))
+        finally:
+            if self.uses_django:
+                from .django_request import close_database_connections
+
+                close_database_connections()
         subscriber = self.subscriber_class(settings=self.settings)
         plan = subscriber.set_pubsub_channels(request, flags)
         if plan.dropped:

@@ -119,6 +119,7 @@ class Relay:
         self._heartbeat = settings.heartbeat.encode("utf-8") if settings.heartbeat else None
         self._closing = gevent.event.Event()
         self._close_timer: gevent.Greenlet | None = None
+        self._ping_sent: float | None = None
 
     def run(self) -> None:
         """Relay until the websocket closes; always releases the socket and the writer."""
@@ -196,14 +197,13 @@ class Relay:
     # -- writing ---------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        interval = self.settings.ping_interval
-        next_ping = time.monotonic() + interval
+        next_check = time.monotonic() + self.settings.ping_interval
         beat = self.settings.heartbeat_interval if self._heartbeat else None
         next_beat = time.monotonic() + beat if beat else float("inf")
         try:
             while not self._closing.is_set():
                 now = time.monotonic()
-                self.outbox.wait(max(0.0, min(next_ping, next_beat) - now))
+                self.outbox.wait(max(0.0, min(next_check, next_beat) - now))
                 batch = self.outbox.drain()
                 if batch:
                     self.websocket.send(batch)
@@ -211,23 +211,30 @@ class Relay:
                 if now >= next_beat:
                     self.websocket.send([Outgoing(self._heartbeat or b"")])
                     next_beat = now + (beat or 0)
-                if now >= next_ping:
-                    next_ping = now + interval
-                    self._check_alive(now)
+                if now >= next_check:
+                    next_check = self._check_alive(now)
         except ConnectionClosed:
             self._closing.set()
 
-    def _check_alive(self, now: float) -> None:
-        silent = now - self._last_received
-        if silent > self.settings.ping_interval + self.settings.ping_timeout:
-            logger.info("websocket silent for %.0fs: closing", silent)
+    def _check_alive(self, now: float) -> float:
+        """Ping a client silent for ``ping_interval``; close one that leaves a ping unanswered
+        for ``ping_timeout``. Returns when to check next."""
+        interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
+        if self._ping_sent is not None and self._last_received < self._ping_sent:
+            if now - self._ping_sent < timeout:
+                return self._ping_sent + timeout
+            logger.info("no answer to a ping for %.0fs: closing", now - self._ping_sent)
             self.close(CloseCode.INTERNAL_ERROR, "ping timeout")
             # A dead peer never answers: don't wait for its close frame.
             self.websocket.shutdown()
-            return
+            return now + interval
+        self._ping_sent = None
         self.outbox.forget_stale()
-        if silent >= self.settings.ping_interval:
+        if now - self._last_received >= interval:
             self.websocket.ping(b"ws4redis")
+            self._ping_sent = now
+            return now + timeout
+        return self._last_received + interval
 
 
 def live_relays() -> list[Relay]:

@@ -35,16 +35,27 @@ else:
 
 CLOSE_WAIT = 1.0  # seconds websocket clients get to answer our close frame at shutdown
 RELOAD_EXIT_CODE = 3  # what the autoreloader's child exits with to be restarted
+SERVER_TIME = "%d/%b/%Y %H:%M:%S"  # runserver's time stamps: [28/Nov/2026 04:30:00]
 
 server_logger = logging.getLogger("django.server")
 
 
 def patch_gevent() -> None:
-    """Monkey-patch the standard library for gevent (once)."""
+    """Monkey-patch the standard library for gevent (once), after Django's setup.
+
+    Django made its database connection storage (a thread-local, thread-critical ``Local``) at
+    import, before the patch: every greenlet of the main thread would share it, and so share
+    connections. It is closed in the native thread and replaced by one made after the patch.
+    """
     from gevent import monkey
 
-    if not monkey.is_module_patched("socket"):
-        monkey.patch_all()
+    if monkey.is_module_patched("socket"):
+        return
+    connections.close_all()
+    monkey.patch_all()
+    from asgiref.local import Local
+
+    connections._connections = Local(connections.thread_critical)
 
 
 def show_websocket_log() -> None:
@@ -55,7 +66,7 @@ def show_websocket_log() -> None:
     from django.utils.log import ServerFormatter
 
     handler = logging.StreamHandler()
-    handler.setFormatter(ServerFormatter("[{server_time}] {message}", style="{"))
+    handler.setFormatter(ServerFormatter("[{server_time}] {message}", SERVER_TIME, style="{"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -97,7 +108,11 @@ def make_handler_class() -> type:
             code = getattr(self, "code", None) or 0
             if code == 101:
                 return  # the middleware logs websocket connects and closes
-            extra = {"request": self.socket, "status_code": code}
+            extra = {
+                "request": self.socket,
+                "status_code": code,
+                "server_time": time.strftime(SERVER_TIME),
+            }
             if code >= 500:
                 level = logging.ERROR
             elif code >= 400:

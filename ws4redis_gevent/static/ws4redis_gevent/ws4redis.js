@@ -1,0 +1,239 @@
+/*!
+ * ws4redis.js: the browser client of ws4redis-gevent. No dependencies.
+ *
+ * As a plain script, it defines the global `WS4Redis`:
+ *
+ *     <script src="{% static 'ws4redis_gevent/ws4redis.js' %}"></script>
+ *     <script>
+ *       var ws4redis = WS4Redis({
+ *         uri: "{{ WEBSOCKET_URI }}foobar?subscribe-broadcast&publish-broadcast&echo",
+ *         heartbeat_msg: {{ WS4REDIS_HEARTBEAT }},
+ *         receive_message: function (message) { console.log(message); }
+ *       });
+ *       ws4redis.send_message("Hello");
+ *     </script>
+ *
+ * As an ES module, import `ws4redis.mjs` from the same folder (it loads this file):
+ *
+ *     import WS4Redis from "/static/ws4redis_gevent/ws4redis.mjs";
+ *
+ * With CommonJS (Node, bundlers), `require()` returns `WS4Redis`.
+ *
+ * Options (those of django-websocket-redis' ws4redis.js, and a few more):
+ *   uri                    the websocket URL (required)
+ *   connecting()           called before each connection attempt
+ *   connected()            called when the websocket is open
+ *   receive_message(data)  called with each message (heartbeats are not passed on)
+ *   disconnected(event)    called when the websocket closed (a CloseEvent, or a
+ *                          {code: 1006, reason: "missed heartbeats"} object)
+ *   reconnecting(delay, attempt)  called when a reconnection is scheduled in `delay` ms
+ *   heartbeat_msg          WS4REDIS_HEARTBEAT: sent every `heartbeat_interval` ms; when the
+ *                          server has answered none of the last `max_missed_heartbeats`,
+ *                          the connection is taken for dead and replaced (default null: off)
+ *   heartbeat_interval     5000 (ms)
+ *   max_missed_heartbeats  3
+ *   reconnect_delay        1000 (ms): the first retry waits between half of it and all of it;
+ *                          each further retry doubles that, up to `max_reconnect_delay`
+ *   max_reconnect_delay    30000 (ms)
+ *   WebSocket              the WebSocket class to use (default: the global one)
+ *
+ * Methods: send_message(message) -> true if sent, false when not connected;
+ *          get_state() -> the readyState (0 connecting, 1 open, 2 closing, 3 closed);
+ *          close() -> closes for good (no reconnection).
+ */
+(function (root, factory) {
+  "use strict";
+  var WS4Redis = factory(root);
+  if (typeof module === "object" && module && module.exports) {
+    module.exports = WS4Redis;
+  } else {
+    root.WS4Redis = WS4Redis;
+  }
+})(typeof globalThis !== "undefined" ? globalThis : this, function (root) {
+  "use strict";
+
+  var CONNECTING = 0;
+  var OPEN = 1;
+  var CLOSED = 3;
+
+  var DEFAULTS = {
+    uri: null,
+    connecting: null,
+    connected: null,
+    receive_message: null,
+    disconnected: null,
+    reconnecting: null,
+    heartbeat_msg: null,
+    heartbeat_interval: 5000,
+    max_missed_heartbeats: 3,
+    reconnect_delay: 1000,
+    max_reconnect_delay: 30000,
+    WebSocket: null
+  };
+
+  function WS4Redis(options) {
+    if (!(this instanceof WS4Redis)) {
+      return new WS4Redis(options);
+    }
+    if (!options || !options.uri) {
+      throw new Error("WS4Redis: no websocket URI in options");
+    }
+    var opts = {};
+    var name;
+    for (name in DEFAULTS) {
+      opts[name] = options[name] === undefined ? DEFAULTS[name] : options[name];
+    }
+    var WebSocketClass = opts.WebSocket || root.WebSocket;
+    var self = this;
+    var ws = null;
+    var attempts = 0;
+    var reconnectTimer = null;
+    var heartbeatTimer = null;
+    var missedHeartbeats = 0;
+    var closedForGood = false;
+
+    function notify(callback) {
+      if (typeof opts[callback] === "function") {
+        return opts[callback].apply(self, Array.prototype.slice.call(arguments, 1));
+      }
+    }
+
+    function connect() {
+      reconnectTimer = null;
+      notify("connecting");
+      try {
+        ws = new WebSocketClass(opts.uri);
+      } catch (error) {
+        // e.g. a port the browser blocks; retrying with backoff is all we can do
+        ws = null;
+        notify("disconnected", { code: 1006, reason: String(error), wasClean: false });
+        scheduleReconnect();
+        return;
+      }
+      ws.onopen = onOpen;
+      ws.onmessage = onMessage;
+      ws.onclose = onClose;
+      ws.onerror = null; // a close event always follows an error event
+    }
+
+    function onOpen() {
+      attempts = 0;
+      startHeartbeat();
+      notify("connected");
+    }
+
+    function onMessage(event) {
+      missedHeartbeats = 0; // whatever the server sends shows that the connection is alive
+      if (opts.heartbeat_msg !== null && event.data === opts.heartbeat_msg) {
+        return;
+      }
+      notify("receive_message", event.data);
+    }
+
+    function onClose(event) {
+      detach();
+      disconnected(event);
+    }
+
+    function disconnected(event) {
+      stopHeartbeat();
+      notify("disconnected", event);
+      if (!closedForGood) {
+        scheduleReconnect();
+      }
+    }
+
+    function detach() {
+      // Events of a socket we gave up on must not reach the next one.
+      if (ws !== null) {
+        ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      }
+    }
+
+    function scheduleReconnect() {
+      if (reconnectTimer !== null || closedForGood) {
+        return;
+      }
+      attempts += 1;
+      var delay = backoff(attempts);
+      notify("reconnecting", delay, attempts);
+      reconnectTimer = setTimeout(connect, delay);
+    }
+
+    function backoff(attempt) {
+      // Exponential backoff with jitter, so that clients dropped together by a restarting
+      // server do not all come back at the same moment.
+      var ceiling = Math.min(opts.max_reconnect_delay,
+                             opts.reconnect_delay * Math.pow(2, attempt - 1));
+      return ceiling / 2 + Math.random() * ceiling / 2;
+    }
+
+    function startHeartbeat() {
+      stopHeartbeat();
+      missedHeartbeats = 0;
+      if (opts.heartbeat_msg !== null && opts.heartbeat_msg !== undefined) {
+        heartbeatTimer = setTimeout(sendHeartbeat, opts.heartbeat_interval);
+      }
+    }
+
+    function stopHeartbeat() {
+      if (heartbeatTimer !== null) {
+        clearTimeout(heartbeatTimer);
+        heartbeatTimer = null;
+      }
+    }
+
+    function sendHeartbeat() {
+      heartbeatTimer = null;
+      if (missedHeartbeats >= opts.max_missed_heartbeats) {
+        // A dead connection (a sleeping laptop, a lost network) can take the browser minutes
+        // to notice: give up on it now and connect again.
+        var dead = ws;
+        detach();
+        ws = null;
+        try {
+          dead.close(1000, "missed heartbeats");
+        } catch (error) { /* closing a broken socket may throw; it is gone either way */ }
+        disconnected({ code: 1006, reason: "missed heartbeats", wasClean: false });
+        return;
+      }
+      missedHeartbeats += 1;
+      try {
+        ws.send(opts.heartbeat_msg);
+      } catch (error) { /* counted as missed */ }
+      heartbeatTimer = setTimeout(sendHeartbeat, opts.heartbeat_interval);
+    }
+
+    this.send_message = function (message) {
+      if (ws === null || ws.readyState !== OPEN) {
+        return false;
+      }
+      ws.send(message);
+      return true;
+    };
+
+    this.get_state = function () {
+      return ws === null ? CLOSED : ws.readyState;
+    };
+
+    this.close = function () {
+      closedForGood = true;
+      stopHeartbeat();
+      if (reconnectTimer !== null) {
+        clearTimeout(reconnectTimer);
+        reconnectTimer = null;
+      }
+      if (ws !== null && ws.readyState <= OPEN) {
+        ws.close(1000);
+      }
+    };
+
+    connect();
+  }
+
+  WS4Redis.CONNECTING = CONNECTING;
+  WS4Redis.OPEN = OPEN;
+  WS4Redis.CLOSING = 2;
+  WS4Redis.CLOSED = CLOSED;
+  return WS4Redis;
+});
