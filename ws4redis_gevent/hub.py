@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import gevent
 import gevent.event
+import gevent.lock
 import redis
 
 from .exceptions import ServiceUnavailable
@@ -62,6 +63,8 @@ class Hub:
         self._pubsub = client.pubsub()
         self._routes: dict[bytes, set[Sink]] = {}
         self._confirmed: dict[bytes, gevent.event.Event] = {}
+        self._pending: dict[bytes, int] = {}
+        self._command_lock = gevent.lock.RLock()
         self._reader: gevent.Greenlet | None = None
         self._backoff = reconnect_backoff
         self._connection_lost: list[Callable[[], None]] = []
@@ -81,10 +84,11 @@ class Hub:
             self._routes.setdefault(channel, set()).add(sink)
         for channel in new:
             self._confirmed[channel] = gevent.event.Event()
+            self._pending[channel] = self._pending.get(channel, 0) + 1
         self._ensure_reader()
         try:
             if new:
-                self._pubsub.subscribe(*new)
+                self._command(self._pubsub.subscribe, new)
             with gevent.Timeout(timeout, ServiceUnavailable("Redis did not confirm in time")):
                 for channel in channels:
                     self._confirmed[channel].wait()
@@ -94,6 +98,12 @@ class Hub:
         except ServiceUnavailable:
             self.unsubscribe(channels, sink)
             raise
+
+    def _command(self, method: Callable[..., Any], channels: list[bytes]) -> None:
+        # One greenlet at a time: redis-py's PubSub opens its connection lazily, and two
+        # greenlets racing there would each open one, the reader reading only the last.
+        with self._command_lock:
+            method(*channels)
 
     def unsubscribe(self, channels: Iterable[bytes], sink: Sink) -> None:
         """Stop routing ``channels`` to ``sink``; release the channels nobody wants any more."""
@@ -109,7 +119,7 @@ class Hub:
                 released.append(channel)
         if released:
             try:
-                self._pubsub.unsubscribe(*released)
+                self._command(self._pubsub.unsubscribe, released)
             except (redis.RedisError, OSError):
                 # Redis is away: the reader unsubscribes again when the resubscription after
                 # the reconnect confirms a channel that has no route.
@@ -142,6 +152,8 @@ class Hub:
             except Exception as exc:
                 # Whatever happens, the hub must go on: log it and reconnect.
                 self.reconnects += 1
+                # Replies in flight died with the connection; the resubscription confirms anew.
+                self._pending.clear()
                 logger.warning("Redis pub/sub connection lost (%s); retrying in %.1fs", exc, delay)
                 for callback in self._connection_lost:
                     callback()
@@ -172,11 +184,18 @@ class Hub:
                 for sink in sinks:
                     sink.deliver(outgoing)
         elif kind == "subscribe":
+            # Count replies: one left over from an earlier subscribe/unsubscribe cycle of the
+            # channel must not confirm the SUBSCRIBE sent for a new websocket.
+            pending = self._pending.get(channel, 0)
+            if pending > 1:
+                self._pending[channel] = pending - 1
+                return
+            self._pending.pop(channel, None)
             confirmed = self._confirmed.get(channel)
             if confirmed is not None:
                 confirmed.set()
             elif not self._routes.get(channel):
-                self._pubsub.unsubscribe(channel)
+                self._command(self._pubsub.unsubscribe, [channel])
 
     def close(self) -> None:
         """Stop reading and release the Redis connection."""
@@ -185,6 +204,7 @@ class Hub:
             self._reader = None
         self._routes.clear()
         self._confirmed.clear()
+        self._pending.clear()
         self._pubsub.reset()
 
 

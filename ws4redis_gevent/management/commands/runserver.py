@@ -104,6 +104,18 @@ def make_handler_class() -> type:
     from ws4redis_gevent.backends.gevent import WebSocketHandler
 
     class RunserverHandler(WebSocketHandler):
+        body_size = 0
+
+        def handle_one_response(self) -> Any:
+            self.body_size = 0
+            return super().handle_one_response()
+
+        def _write(self, data: bytes, *args: Any, **kwargs: Any) -> Any:
+            # pywsgi writes the headers with _sendall and each part of the body with _write:
+            # counting here gives the size runserver logs, the body's.
+            self.body_size += len(data)
+            return super()._write(data, *args, **kwargs)
+
         def log_request(self) -> None:
             code = getattr(self, "code", None) or 0
             if code == 101:
@@ -119,8 +131,9 @@ def make_handler_class() -> type:
                 level = logging.WARNING
             else:
                 level = logging.INFO
-            length = self.response_length or 0
-            server_logger.log(level, '"%s" %s %s', self.requestline, code, length, extra=extra)
+            server_logger.log(
+                level, '"%s" %s %s', self.requestline, code, self.body_size, extra=extra
+            )
 
     return RunserverHandler
 
