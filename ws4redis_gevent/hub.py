@@ -52,7 +52,13 @@ class Outgoing:
 class Sink(Protocol):
     """Whatever receives a channel's messages from the hub (a websocket's outbox)."""
 
-    def deliver(self, message: Outgoing) -> None: ...
+    def deliver(self, message: Outgoing) -> bool:
+        """Queue ``message``; True if the sink needs a ``flush`` afterwards."""
+        ...
+
+    def flush(self) -> None:
+        """Send what was delivered since the last flush."""
+        ...
 
 
 class Hub:
@@ -64,6 +70,7 @@ class Hub:
         self._routes: dict[bytes, set[Sink]] = {}
         self._confirmed: dict[bytes, gevent.event.Event] = {}
         self._pending: dict[bytes, int] = {}
+        self._dirty: list[Sink] = []
         self._command_lock = gevent.lock.RLock()
         self._reader: gevent.Greenlet | None = None
         self._backoff = reconnect_backoff
@@ -165,14 +172,26 @@ class Hub:
     def _read_until_error(self) -> None:
         # A blocking read in a greenlet of its own: redis-py serves replies it has already
         # buffered before touching the socket, so bursts are drained, never stalled.
+        # Messages are dispatched as long as some are buffered; the sinks that received any
+        # are flushed when the buffer runs dry, so that a burst leaves in one write per socket.
         get_message = self._pubsub.get_message
         dispatch = self._dispatch
         while True:
-            # A finite timeout: redis-py 8's get_message(timeout=None) fails before the first
-            # subscription. Returning None now and then costs nothing.
-            message = get_message(timeout=IDLE_TIMEOUT)
-            if message is not None:
-                dispatch(message)
+            message = get_message(timeout=0)
+            if message is None:
+                self._flush()
+                # A finite timeout: redis-py 8's get_message(timeout=None) fails before the
+                # first subscription. Returning None now and then costs nothing.
+                message = get_message(timeout=IDLE_TIMEOUT)
+                if message is None:
+                    continue
+            dispatch(message)
+
+    def _flush(self) -> None:
+        dirty = self._dirty
+        self._dirty = []
+        for sink in dirty:
+            sink.flush()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -181,8 +200,10 @@ class Hub:
             sinks = self._routes.get(channel)
             if sinks:
                 outgoing = Outgoing(message["data"], channel)
+                mark = self._dirty.append
                 for sink in sinks:
-                    sink.deliver(outgoing)
+                    if sink.deliver(outgoing):
+                        mark(sink)
         elif kind == "subscribe":
             # Count replies: one left over from an earlier subscribe/unsubscribe cycle of the
             # channel must not confirm the SUBSCRIBE sent for a new websocket.

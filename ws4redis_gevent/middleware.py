@@ -169,6 +169,7 @@ class WebsocketMiddleware:
         self, websocket: Any, request: Any, subscriber: Any, outbox: Outbox, persisted: list[Any]
     ) -> None:
         outbox.put_first(persisted)
+        outbox.attach(websocket)
         relay = Relay(
             websocket,
             outbox,

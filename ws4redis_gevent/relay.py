@@ -12,7 +12,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gevent
@@ -37,6 +37,12 @@ _live: weakref.WeakSet[Relay] = weakref.WeakSet()
 class Outbox:
     """Messages waiting to be sent to one websocket; the hub delivers into it.
 
+    The fast path: the hub appends to every subscribed outbox while it drains Redis, then
+    calls ``flush`` on each outbox that received something, still in the hub's greenlet. A flush
+    joins the pending frames and writes them with one non-blocking system call. Only when the
+    socket cannot take everything does the websocket's writer greenlet wake up to finish the
+    job with blocking writes, and until it is done later messages queue behind.
+
     Without ``&echo``, a websocket does not receive the messages it published itself. The
     outbox knows which ones those are because the relay tells it (``expect_echo``) before
     publishing: the next arrival of that payload on that channel is the echo and is skipped.
@@ -44,18 +50,53 @@ class Outbox:
     else through.
     """
 
-    __slots__ = ("_items", "_ready", "_expected", "__weakref__")
+    __slots__ = (
+        "_items",
+        "_ready",
+        "_expected",
+        "_leftover",
+        "_writing",
+        "_send_nowait",
+        "__weakref__",
+    )
 
     def __init__(self) -> None:
         self._items: deque[Outgoing] = deque()
         self._ready = gevent.event.Event()
         self._expected: dict[tuple[bytes, bytes], deque[float]] = {}
+        self._leftover = b""
+        self._writing = False
+        self._send_nowait: Callable[[bytes], int] | None = None
 
-    def deliver(self, message: Outgoing) -> None:
+    def attach(self, websocket: WebSocket) -> None:
+        """Let ``flush`` write to ``websocket`` directly, if its backend can."""
+        self._send_nowait = getattr(websocket, "send_nowait", None)
+
+    def deliver(self, message: Outgoing) -> bool:
+        """Queue ``message``; True when the outbox was empty (the hub then flushes it)."""
         if self._expected and self._is_own_echo(message):
+            return False
+        items = self._items
+        items.append(message)
+        return len(items) == 1
+
+    def flush(self) -> None:
+        """Send what is queued now if the socket takes it; else leave it to the writer."""
+        items = self._items
+        if not items:
             return
-        self._items.append(message)
-        self._ready.set()
+        if self._writing or self._leftover or self._send_nowait is None:
+            self._ready.set()
+            return
+        data = items[0].frame if len(items) == 1 else b"".join([m.frame for m in items])
+        items.clear()
+        try:
+            sent = self._send_nowait(data)
+        except ConnectionClosed:
+            sent = 0  # the writer meets the error too, and ends the websocket
+        if sent < len(data):
+            self._leftover = data[sent:]
+            self._ready.set()
 
     def put_first(self, messages: Sequence[Outgoing]) -> None:
         """Queue ``messages`` ahead of anything delivered so far (persisted messages)."""
@@ -89,11 +130,25 @@ class Outbox:
     def wait(self, timeout: float | None) -> None:
         self._ready.wait(timeout)
 
-    def drain(self) -> list[Outgoing]:
-        items = list(self._items)
-        self._items.clear()
+    def take(self) -> tuple[bytes, list[Outgoing]]:
+        """For the writer: the unsent end of a partial flush, then the queued messages.
+
+        Flushes leave the socket to the writer until it calls ``done``."""
         self._ready.clear()
-        return items
+        leftover, items = self._leftover, list(self._items)
+        self._items.clear()
+        self._leftover = b""
+        self._writing = bool(leftover or items)
+        return leftover, items
+
+    def done(self) -> None:
+        """The writer has sent what it took."""
+        self._writing = False
+        if self._items:
+            self._ready.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class Relay:
@@ -204,9 +259,12 @@ class Relay:
             while not self._closing.is_set():
                 now = time.monotonic()
                 self.outbox.wait(max(0.0, min(next_check, next_beat) - now))
-                batch = self.outbox.drain()
-                if batch:
-                    self.websocket.send(batch)
+                leftover, items = self.outbox.take()
+                if leftover:
+                    self.websocket.send_bytes(leftover)
+                if items:
+                    self.websocket.send(items)
+                self.outbox.done()
                 now = time.monotonic()
                 if now >= next_beat:
                     self.websocket.send([Outgoing(self._heartbeat or b"")])

@@ -24,6 +24,10 @@ class WebSocket(Protocol):
         """Send whole messages, in order."""
         ...
 
+    def send_bytes(self, data: bytes) -> None:
+        """Send the unsent end of a ``send_nowait`` (only called after one)."""
+        ...
+
     def ping(self, payload: bytes = b"") -> None: ...
 
     def pong(self, payload: bytes = b"") -> None: ...
@@ -37,6 +41,11 @@ class WebSocket(Protocol):
 
         Only the greenlet that receives may drain; any greenlet may shut down without it."""
         ...
+
+
+# Optionally, a WebSocket has ``send_nowait(data: bytes) -> int``: write already framed bytes
+# without blocking and return how many were taken. The hub then writes fan-out messages itself,
+# in one system call per socket and burst; without it, each websocket's writer greenlet sends.
 
 
 class Backend(Protocol):

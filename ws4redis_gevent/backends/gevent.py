@@ -8,12 +8,15 @@ middleware decide first, then writes the 101 response and RFC 6455 frames itself
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gevent
 import gevent.lock
+import gevent.socket
 from gevent import pywsgi
 
 from ..exceptions import ConnectionClosed, ImproperlyConfigured
@@ -33,6 +36,9 @@ class GeventWebSocket:
         self._parser = FrameParser(max_message_size)
         self._write_lock = gevent.lock.Semaphore()
         self.close_sent = False
+        # Non-blocking writes go straight to the descriptor (gevent keeps sockets in
+        # non-blocking mode); only for plain sockets, never under TLS.
+        self._fd: int | None = sock.fileno() if _is_plain_nonblocking(sock) else None
 
     def receive(self) -> list[Event]:
         if self._parser.error is not None:
@@ -58,13 +64,33 @@ class GeventWebSocket:
             raise ConnectionClosed(str(exc)) from exc
 
     def send(self, messages: Sequence[Outgoing]) -> None:
-        if self.close_sent:
-            raise ConnectionClosed("close frame already sent")
         # Messages pending for this socket leave in one system call.
         if len(messages) == 1:
-            self._write(messages[0].frame)
+            self.send_bytes(messages[0].frame)
         else:
-            self._write(b"".join([m.frame for m in messages]))
+            self.send_bytes(b"".join([m.frame for m in messages]))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Send already framed bytes, blocking this greenlet until the socket took them."""
+        if self.close_sent:
+            raise ConnectionClosed("close frame already sent")
+        self._write(data)
+
+    def send_nowait(self, data: bytes) -> int:
+        """Write what the socket takes now, without blocking; returns how many bytes.
+
+        Returns 0 while another greenlet is writing, so frames never interleave.
+        """
+        if self.close_sent:
+            raise ConnectionClosed("close frame already sent")
+        if self._fd is None or self._write_lock.locked():
+            return 0
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
 
     def ping(self, payload: bytes = b"") -> None:
         if not self.close_sent:
@@ -98,6 +124,12 @@ class GeventWebSocket:
                     pass
         except (OSError, ValueError):
             pass
+
+
+def _is_plain_nonblocking(sock: Any) -> bool:
+    if type(sock) is not gevent.socket.socket:
+        return False
+    return bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
 
 
 class WebSocketHandler(pywsgi.WSGIHandler):

@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Any
 
+import gevent
+import greenlet
 from django.apps import apps
 from django.conf import settings
 from django.db import connections
@@ -38,6 +40,7 @@ RELOAD_EXIT_CODE = 3  # what the autoreloader's child exits with to be restarted
 SERVER_TIME = "%d/%b/%Y %H:%M:%S"  # runserver's time stamps: [28/Nov/2026 04:30:00]
 
 server_logger = logging.getLogger("django.server")
+reload_logger = logging.getLogger("django.utils.autoreload")
 
 
 def patch_gevent() -> None:
@@ -84,6 +87,29 @@ def close_websockets(restarting: bool) -> None:
     deadline = time.monotonic() + CLOSE_WAIT
     while closed and live_relays() and time.monotonic() < deadline:
         time.sleep(0.02)  # gevent's sleep: the relays finish their closing handshakes
+
+
+def request_shutdown(main: greenlet.greenlet) -> None:
+    """The SIGTERM and SIGINT handler of the serving process.
+
+    A signal handler runs in whichever greenlet the signal interrupted, a websocket's maybe:
+    raising SystemExit there would drop that websocket without a close frame. Instead, a
+    greenlet of its own closes the websockets, then ends the main greenlet.
+    """
+
+    def shutdown() -> None:
+        close_websockets(restarting=False)
+        gevent.kill(main, SystemExit)
+
+    gevent.spawn(shutdown)
+
+
+def run_reloader_child(main_func: Any, **options: Any) -> None:
+    """The child's half of Django's ``autoreload.run_with_reloader``, without the signal
+    handler it installs (``request_shutdown`` is ours)."""
+    reloader = autoreload.get_reloader()
+    reload_logger.info("Watching for file changes with %s", reloader.__class__.__name__)
+    autoreload.start_django(reloader, main_func, **options)
 
 
 def wraps_websockets(application: Any) -> bool:
@@ -154,10 +180,15 @@ class Command(BaseRunserverCommand):
             return
         # Before the reloader starts its threads: they become greenlets of this process.
         patch_gevent()
-        signal.signal(signal.SIGTERM, lambda *args: sys.exit(0))
+        main = greenlet.getcurrent()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *args: request_shutdown(main))
         restarting = False
         try:
-            super().run(**options)
+            if options["use_reloader"]:
+                run_reloader_child(self.inner_run, **options)
+            else:
+                self.inner_run(None, **options)
         except SystemExit as exc:
             restarting = exc.code == RELOAD_EXIT_CODE
             raise
