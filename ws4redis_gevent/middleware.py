@@ -93,7 +93,7 @@ class WebsocketMiddleware:
         plan = subscriber.set_pubsub_channels(request, flags)
         if plan.dropped:
             logger.debug("dropped %s for an anonymous or sessionless client", plan.dropped)
-        outbox = Outbox()
+        outbox = Outbox(self.settings.max_pending_messages)
         # Subscribe first and read the stored messages afterwards: a message published in
         # between is then delivered live rather than lost.
         subscriber.subscribe(outbox)
@@ -178,12 +178,12 @@ class WebsocketMiddleware:
             echo=subscriber.plan.echo,
             subscribed=subscriber.subscribed_channels,
         )
-        logger.info("websocket connected: %s %s", request.path, subscriber.plan.subscribe)
+        logger.info("WEBSOCKET %s connected %s", request.path, list(subscriber.plan.subscribe))
         try:
             relay.run()
         finally:
             subscriber.release()
-            logger.info("websocket closed: %s (%s)", request.path, relay.close_code)
+            logger.info("WEBSOCKET %s closed (%s)", request.path, relay.close_code)
 
 
 def _django_configured() -> bool:

@@ -57,10 +57,16 @@ class Outbox:
         "_leftover",
         "_writing",
         "_send_nowait",
+        "limit",
+        "overflowed",
+        "on_overflow",
         "__weakref__",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self.overflowed = False
+        self.on_overflow: Callable[[], Any] | None = None
         self._items: deque[Outgoing] = deque()
         self._ready = gevent.event.Event()
         self._expected: dict[tuple[bytes, bytes], deque[float]] = {}
@@ -77,8 +83,20 @@ class Outbox:
         if self._expected and self._is_own_echo(message):
             return False
         items = self._items
+        if len(items) >= self.limit:
+            self._overflow()
+            return False
         items.append(message)
         return len(items) == 1
+
+    def _overflow(self) -> None:
+        # A client that does not read: its backlog is dropped and it is closed. Only this
+        # websocket is affected; the hub never waits for it.
+        if not self.overflowed:
+            self.overflowed = True
+            self._items.clear()
+            if self.on_overflow is not None:
+                self.on_overflow()
 
     def flush(self) -> None:
         """Send what is queued now if the socket takes it; else leave it to the writer."""
@@ -175,6 +193,13 @@ class Relay:
         self._closing = gevent.event.Event()
         self._close_timer: gevent.Greenlet | None = None
         self._ping_sent: float | None = None
+        self._tokens = float(settings.publish_burst)
+        self._tokens_at = time.monotonic()
+        outbox.on_overflow = self._on_overflow
+
+    def _on_overflow(self) -> None:
+        logger.info("websocket too slow: %d messages pending, closing", self.outbox.limit)
+        gevent.spawn(self.close, CloseCode.POLICY_VIOLATION, "too slow")
 
     def run(self) -> None:
         """Relay until the websocket closes; always releases the socket and the writer."""
@@ -193,6 +218,12 @@ class Relay:
         except Exception:
             logger.exception("websocket relay failed")
             self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        except BaseException as exc:
+            # SystemExit or KeyboardInterrupt landing in this greenlet: the process is going
+            # away, tell the client so before the socket goes.
+            if not isinstance(exc, gevent.GreenletExit):
+                self.close(CloseCode.GOING_AWAY, "server shutting down")
+            raise
         finally:
             _live.discard(self)
             writer.kill()
@@ -205,11 +236,12 @@ class Relay:
         seconds to answer before the connection is dropped."""
         if self.close_code is None:
             self.close_code = code
-        with contextlib.suppress(ConnectionClosed):
-            self.websocket.send_close(code, reason)
         if self._close_timer is None:
+            # Armed first: sending the close frame waits for a frame being written to finish.
             self._close_timer = gevent.spawn_later(CLOSE_TIMEOUT, self.websocket.shutdown)
         self._closing.set()
+        with contextlib.suppress(ConnectionClosed):
+            self.websocket.send_close(code, reason)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -240,6 +272,7 @@ class Relay:
         if self._heartbeat is not None and payload == self._heartbeat:
             self.websocket.send([Outgoing(self._heartbeat)])
             return
+        self._spend_publish_token()
         publishers = getattr(self.subscriber, "_publishers", ())
         if not self.echo:
             for channel in publishers:
@@ -248,6 +281,19 @@ class Relay:
                     self.outbox.expect_echo(encoded, payload)
         if publishers:
             self.subscriber.publish_message(payload)
+
+    def _spend_publish_token(self) -> None:
+        """A token bucket: ``publish_rate`` messages a second, bursts of ``publish_burst``."""
+        rate = self.settings.publish_rate
+        if rate is None:
+            return
+        now = time.monotonic()
+        burst = self.settings.publish_burst
+        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1:
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, "publish rate exceeded")
+        self._tokens -= 1
 
     # -- writing ---------------------------------------------------------------------------
 

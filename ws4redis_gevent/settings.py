@@ -36,6 +36,14 @@ class Settings:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     subscribe_timeout: float = 5.0
+    max_pending_messages: int = 1000
+    publish_rate: float | None = 50.0
+    publish_burst: int = 100
+    check_origin: bool = True
+    allowed_origins: tuple[str, ...] | list[str] | None = None
+    allow_missing_origin: bool = True
+    max_connections: int | None = 10000
+    handshake_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         url = self.websocket_url

@@ -1,0 +1,333 @@
+// Unit tests of ws4redis.js with Node's test runner: a fake WebSocket class, fake timers.
+"use strict";
+
+const assert = require("node:assert/strict");
+const { execFileSync } = require("node:child_process");
+const fs = require("node:fs");
+const path = require("node:path");
+const { pathToFileURL } = require("node:url");
+const { beforeEach, describe, test } = require("node:test");
+const vm = require("node:vm");
+
+const STATIC = path.join(__dirname, "..", "..", "ws4redis_gevent", "static", "ws4redis_gevent");
+const WS4Redis = require(path.join(STATIC, "ws4redis.js"));
+const URI = "ws://example.test/ws/foobar?subscribe-broadcast&publish-broadcast";
+const HEARTBEAT = "--heartbeat--";
+
+class FakeWebSocket {
+  static instances = [];
+
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    this.closeCalls = [];
+    FakeWebSocket.instances.push(this);
+  }
+
+  send(data) {
+    if (this.readyState !== 1) throw new Error("InvalidStateError");
+    this.sent.push(data);
+  }
+
+  close(code, reason) {
+    this.closeCalls.push([code, reason]);
+    this.readyState = 2;
+  }
+
+  // What the server (or the network) does:
+  open() {
+    this.readyState = 1;
+    if (this.onopen) this.onopen({ type: "open" });
+  }
+
+  receive(data) {
+    if (this.onmessage) this.onmessage({ type: "message", data });
+  }
+
+  closed(code = 1006, reason = "") {
+    this.readyState = 3;
+    if (this.onclose) this.onclose({ type: "close", code, reason, wasClean: code !== 1006 });
+  }
+
+  static get last() {
+    return FakeWebSocket.instances[FakeWebSocket.instances.length - 1];
+  }
+}
+
+// A client whose callbacks record what happened, in order.
+function makeClient(options = {}) {
+  const events = [];
+  const client = WS4Redis({
+    uri: URI,
+    WebSocket: FakeWebSocket,
+    connecting: () => events.push("connecting"),
+    connected: () => events.push("connected"),
+    receive_message: (data) => events.push(["message", data]),
+    disconnected: (event) => events.push(["disconnected", event.code, event.reason]),
+    reconnecting: (delay, attempt) => events.push(["reconnecting", delay, attempt]),
+    ...options,
+  });
+  return { client, events };
+}
+
+function useFakeTime(t, random = 0.5) {
+  t.mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  t.mock.method(Math, "random", () => random);
+}
+
+beforeEach(() => {
+  FakeWebSocket.instances = [];
+});
+
+describe("connecting", () => {
+  test("opens the URI and reports connecting, then connected", (t) => {
+    useFakeTime(t);
+    const { client, events } = makeClient();
+    assert.equal(FakeWebSocket.instances.length, 1);
+    assert.equal(FakeWebSocket.last.url, URI);
+    assert.deepEqual(events, ["connecting"]);
+    assert.equal(client.get_state(), WS4Redis.CONNECTING);
+    FakeWebSocket.last.open();
+    assert.deepEqual(events, ["connecting", "connected"]);
+    assert.equal(client.get_state(), WS4Redis.OPEN);
+  });
+
+  test("works with and without new, and refuses options without a URI", () => {
+    assert.ok(new WS4Redis({ uri: URI, WebSocket: FakeWebSocket }) instanceof WS4Redis);
+    assert.ok(WS4Redis({ uri: URI, WebSocket: FakeWebSocket }) instanceof WS4Redis);
+    assert.throws(() => WS4Redis({}), /no websocket URI/);
+    assert.throws(() => WS4Redis(), /no websocket URI/);
+  });
+
+  test("uses the global WebSocket class when none is given", () => {
+    const saved = Object.getOwnPropertyDescriptor(globalThis, "WebSocket");
+    globalThis.WebSocket = FakeWebSocket;
+    try {
+      WS4Redis({ uri: URI });
+    } finally {
+      if (saved) Object.defineProperty(globalThis, "WebSocket", saved);
+      else delete globalThis.WebSocket;
+    }
+    assert.equal(FakeWebSocket.instances.length, 1);
+  });
+});
+
+describe("messages", () => {
+  test("passes messages to receive_message, but not heartbeats", (t) => {
+    useFakeTime(t);
+    const { events } = makeClient({ heartbeat_msg: HEARTBEAT });
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive("Hello");
+    FakeWebSocket.last.receive(HEARTBEAT);
+    FakeWebSocket.last.receive("World");
+    assert.deepEqual(events.slice(2), [["message", "Hello"], ["message", "World"]]);
+  });
+
+  test("without heartbeat_msg, a message equal to a heartbeat is an ordinary message", (t) => {
+    useFakeTime(t);
+    const { events } = makeClient();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive(HEARTBEAT);
+    assert.deepEqual(events.slice(2), [["message", HEARTBEAT]]);
+  });
+
+  test("send_message sends when open and returns false otherwise", (t) => {
+    useFakeTime(t);
+    const { client } = makeClient();
+    assert.equal(client.send_message("too early"), false);
+    FakeWebSocket.last.open();
+    assert.equal(client.send_message("Hi"), true);
+    assert.deepEqual(FakeWebSocket.last.sent, ["Hi"]);
+    FakeWebSocket.last.closed(1006);
+    assert.equal(client.send_message("too late"), false);
+  });
+});
+
+describe("heartbeat", () => {
+  test("sends heartbeat_msg every heartbeat_interval while the server answers", (t) => {
+    useFakeTime(t);
+    const { events } = makeClient({ heartbeat_msg: HEARTBEAT, heartbeat_interval: 5000 });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    t.mock.timers.tick(4999);
+    assert.deepEqual(socket.sent, []);
+    for (let i = 1; i <= 10; i++) {
+      t.mock.timers.tick(i === 1 ? 1 : 5000);
+      assert.equal(socket.sent.length, i);
+      socket.receive(HEARTBEAT);
+    }
+    assert.ok(socket.sent.every((m) => m === HEARTBEAT));
+    assert.deepEqual(socket.closeCalls, []);
+    assert.ok(!events.some((e) => e[0] === "disconnected"));
+  });
+
+  test("after 3 unanswered heartbeats, drops the connection and reconnects", (t) => {
+    useFakeTime(t, 0.5);
+    const { client, events } = makeClient({ heartbeat_msg: HEARTBEAT, heartbeat_interval: 5000 });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    // One tick per timer: Node 20's fake timers do not run timers set during a tick.
+    for (let i = 0; i < 3; i++) t.mock.timers.tick(5000);
+    assert.equal(socket.sent.length, 3);
+    assert.deepEqual(socket.closeCalls, []);
+    t.mock.timers.tick(5000);
+    assert.equal(socket.sent.length, 3);
+    assert.deepEqual(socket.closeCalls, [[1000, "missed heartbeats"]]);
+    assert.deepEqual(events.slice(2), [
+      ["disconnected", 1006, "missed heartbeats"],
+      ["reconnecting", 750, 1],
+    ]);
+    // A late close event of the dropped socket changes nothing.
+    socket.closed(1006);
+    assert.equal(events.length, 4);
+    t.mock.timers.tick(750);
+    assert.equal(FakeWebSocket.instances.length, 2);
+    FakeWebSocket.last.open();
+    assert.equal(client.get_state(), WS4Redis.OPEN);
+    // The new connection has a heartbeat of its own; the old socket gets nothing more.
+    t.mock.timers.tick(5000);
+    assert.deepEqual(FakeWebSocket.last.sent, [HEARTBEAT]);
+    assert.equal(socket.sent.length, 3);
+  });
+
+  test("any message from the server counts as an answer", (t) => {
+    useFakeTime(t);
+    makeClient({ heartbeat_msg: HEARTBEAT, heartbeat_interval: 1000 });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    for (let i = 0; i < 10; i++) {
+      t.mock.timers.tick(1000);
+      socket.receive("news");
+    }
+    assert.deepEqual(socket.closeCalls, []);
+    assert.equal(FakeWebSocket.instances.length, 1);
+  });
+
+  test("sends no heartbeat without heartbeat_msg", (t) => {
+    useFakeTime(t);
+    makeClient();
+    FakeWebSocket.last.open();
+    t.mock.timers.tick(60000);
+    assert.deepEqual(FakeWebSocket.last.sent, []);
+    assert.deepEqual(FakeWebSocket.last.closeCalls, []);
+  });
+});
+
+describe("reconnecting", () => {
+  test("backs off exponentially up to max_reconnect_delay", (t) => {
+    useFakeTime(t, 0.999999);
+    const { events } = makeClient({ reconnect_delay: 1000, max_reconnect_delay: 10000 });
+    const delays = [];
+    for (let attempt = 1; attempt <= 7; attempt++) {
+      FakeWebSocket.last.closed(1006);
+      const [kind, delay, number] = events[events.length - 1];
+      assert.equal(kind, "reconnecting");
+      assert.equal(number, attempt);
+      delays.push(Math.round(delay));
+      t.mock.timers.tick(delay - 1);
+      assert.equal(FakeWebSocket.instances.length, attempt);
+      t.mock.timers.tick(1);
+      assert.equal(FakeWebSocket.instances.length, attempt + 1);
+    }
+    assert.deepEqual(delays, [1000, 2000, 4000, 8000, 10000, 10000, 10000]);
+  });
+
+  test("jitter spreads each delay between half of its ceiling and all of it", (t) => {
+    useFakeTime(t, 0);
+    const low = makeClient({ reconnect_delay: 1000 });
+    FakeWebSocket.last.closed(1006);
+    FakeWebSocket.last.onclose = null;
+    t.mock.timers.tick(500);
+    FakeWebSocket.last.closed(1006);
+    assert.deepEqual(
+      low.events.filter((e) => e[0] === "reconnecting"),
+      [["reconnecting", 500, 1], ["reconnecting", 1000, 2]],
+    );
+  });
+
+  test("a successful connection resets the backoff", (t) => {
+    useFakeTime(t, 0.5);
+    const { events } = makeClient({ reconnect_delay: 1000 });
+    FakeWebSocket.last.closed(1006);
+    t.mock.timers.tick(750);
+    FakeWebSocket.last.closed(1006);
+    t.mock.timers.tick(1500);
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.closed(1012, "server restarting");
+    const reconnects = events.filter((e) => e[0] === "reconnecting");
+    assert.deepEqual(reconnects, [
+      ["reconnecting", 750, 1], ["reconnecting", 1500, 2], ["reconnecting", 750, 1],
+    ]);
+    assert.ok(events.some((e) => e[0] === "disconnected" && e[1] === 1012));
+  });
+
+  test("a WebSocket constructor that throws is retried", (t) => {
+    useFakeTime(t, 0.5);
+    let calls = 0;
+    class Refusing extends FakeWebSocket {
+      constructor(url) {
+        calls += 1;
+        if (calls === 1) throw new Error("SecurityError");
+        super(url);
+      }
+    }
+    const { events } = makeClient({ WebSocket: Refusing });
+    assert.deepEqual(events[1][0], "disconnected");
+    t.mock.timers.tick(750);
+    FakeWebSocket.last.open();
+    assert.equal(events[events.length - 1], "connected");
+  });
+});
+
+describe("close", () => {
+  test("closes for good: no reconnection, no heartbeat", (t) => {
+    useFakeTime(t);
+    const { client, events } = makeClient({ heartbeat_msg: HEARTBEAT });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    client.close();
+    assert.deepEqual(socket.closeCalls, [[1000, undefined]]);
+    socket.closed(1000);
+    assert.deepEqual(events.slice(2), [["disconnected", 1000, ""]]);
+    t.mock.timers.tick(120000);
+    assert.equal(FakeWebSocket.instances.length, 1);
+    assert.deepEqual(socket.sent, []);
+  });
+
+  test("close() during a reconnection delay cancels it", (t) => {
+    useFakeTime(t);
+    const { client } = makeClient();
+    FakeWebSocket.last.closed(1006);
+    client.close();
+    t.mock.timers.tick(120000);
+    assert.equal(FakeWebSocket.instances.length, 1);
+    assert.equal(client.get_state(), WS4Redis.CLOSED);
+  });
+});
+
+describe("module formats", () => {
+  test("as a plain <script>, it defines the global WS4Redis", () => {
+    const source = fs.readFileSync(path.join(STATIC, "ws4redis.js"), "utf8");
+    const window = { WebSocket: FakeWebSocket };
+    window.globalThis = window;
+    vm.runInNewContext(source, window, { filename: "ws4redis.js" });
+    assert.equal(typeof window.WS4Redis, "function");
+    const client = window.WS4Redis({ uri: URI });
+    assert.equal(FakeWebSocket.last.url, URI);
+    assert.equal(typeof client.send_message, "function");
+  });
+
+  test("as an ES module, ws4redis.mjs exports WS4Redis", () => {
+    // --experimental-default-type=module loads ws4redis.js the way a browser's
+    // <script type="module"> does: as an ES module, without CommonJS' `module`.
+    const mjs = pathToFileURL(path.join(STATIC, "ws4redis.mjs")).href;
+    const code = `import WS4Redis, { WS4Redis as named } from ${JSON.stringify(mjs)};
+      if (typeof WS4Redis !== "function" || named !== WS4Redis) process.exit(3);
+      console.log(typeof WS4Redis.OPEN);`;
+    const output = execFileSync(process.execPath, [
+      "--experimental-default-type=module", "--no-warnings", "--input-type=module", "-e", code,
+    ], { encoding: "utf8" });
+    assert.equal(output.trim(), "number");
+  });
+});
