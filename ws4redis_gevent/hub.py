@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -21,22 +22,32 @@ import redis
 
 from .exceptions import ServiceUnavailable
 from .frames import encode_message
+from .history import open_envelope
 from .redis_store import _connection_key, redis_client
 
 logger = logging.getLogger("ws4redis_gevent.hub")
 
 IDLE_TIMEOUT = 30.0
+FLUSH_EVERY = 64
+LINGER = 2.0  # seconds a channel stays subscribed after its last websocket left
 
 
 class Outgoing:
-    """A message on its way to websockets: payload, channel, and its frame, encoded once."""
+    """A message on its way to websockets: payload, channel, and its frame, encoded once.
 
-    __slots__ = ("payload", "channel", "_frame")
+    ``position`` is its place in the channel's history (``EPOCH:ID``), when it has one.
+    """
 
-    def __init__(self, payload: bytes, channel: bytes | None = None) -> None:
+    __slots__ = ("payload", "channel", "position", "_frame", "_tagged")
+
+    def __init__(
+        self, payload: bytes, channel: bytes | None = None, position: bytes | None = None
+    ) -> None:
         self.payload = payload
         self.channel = channel
+        self.position = position
         self._frame: bytes | None = None
+        self._tagged: tuple[bytes, bytes] | None = None
 
     @property
     def frame(self) -> bytes:
@@ -44,6 +55,16 @@ class Outgoing:
         if self._frame is None:
             self._frame = encode_message(self.payload)
         return self._frame
+
+    def tagged_frame(self, label: bytes) -> bytes:
+        """The frame for websockets that asked for recovery: ``LABEL POSITION\nPAYLOAD``.
+
+        Cached for the last label, which all websockets of a channel share."""
+        tagged = self._tagged
+        if tagged is None or tagged[0] != label:
+            head = label + b" " + (self.position or b"-") + b"\n"
+            tagged = self._tagged = (label, encode_message(head + self.payload))
+        return tagged[1]
 
     def __repr__(self) -> str:
         return f"<Outgoing {self.channel!r} {self.payload[:40]!r}>"
@@ -64,12 +85,14 @@ class Sink(Protocol):
 class Hub:
     """One Redis PubSub per process, fanning messages out to the websockets subscribed to them."""
 
-    def __init__(self, client: redis.Redis, reconnect_backoff: tuple[float, float] = (0.1, 5.0)):
+    def __init__(self, client: redis.Redis, reconnect_backoff: tuple[float, float] = (0.1, 1.0)):
         self._client = client
         self._pubsub = client.pubsub()
         self._routes: dict[bytes, set[Sink]] = {}
         self._confirmed: dict[bytes, gevent.event.Event] = {}
         self._pending: dict[bytes, int] = {}
+        self._lingering: dict[bytes, float] = {}
+        self._reaper: gevent.Greenlet | None = None
         self._dirty: list[Sink] = []
         self._command_lock = gevent.lock.RLock()
         self._reader: gevent.Greenlet | None = None
@@ -86,8 +109,10 @@ class Hub:
             ServiceUnavailable: Redis could not be reached or did not confirm in time.
         """
         channels = list(channels)
-        new = [ch for ch in channels if not self._routes.get(ch)]
+        # A lingering channel is still subscribed on Redis: taking it back costs nothing.
+        new = [ch for ch in channels if not self._routes.get(ch) and ch not in self._lingering]
         for channel in channels:
+            self._lingering.pop(channel, None)
             self._routes.setdefault(channel, set()).add(sink)
         for channel in new:
             self._confirmed[channel] = gevent.event.Event()
@@ -100,10 +125,12 @@ class Hub:
                 for channel in channels:
                     self._confirmed[channel].wait()
         except (redis.RedisError, OSError) as exc:
-            self.unsubscribe(channels, sink)
+            for channel in new:  # no reply will come for a SUBSCRIBE that was never sent
+                self._pending.pop(channel, None)
+            self.unsubscribe(channels, sink, linger=False)
             raise ServiceUnavailable(f"cannot subscribe on Redis: {exc}") from exc
         except ServiceUnavailable:
-            self.unsubscribe(channels, sink)
+            self.unsubscribe(channels, sink, linger=False)
             raise
 
     def _command(self, method: Callable[..., Any], channels: list[bytes]) -> None:
@@ -112,9 +139,14 @@ class Hub:
         with self._command_lock:
             method(*channels)
 
-    def unsubscribe(self, channels: Iterable[bytes], sink: Sink) -> None:
-        """Stop routing ``channels`` to ``sink``; release the channels nobody wants any more."""
+    def unsubscribe(self, channels: Iterable[bytes], sink: Sink, linger: bool = True) -> None:
+        """Stop routing ``channels`` to ``sink``; release the channels nobody wants any more.
+
+        A released channel stays subscribed on Redis for LINGER seconds, so that a client
+        reconnecting right away (a page reload, a reconnect storm) costs no round trip.
+        """
         released = []
+        now = time.monotonic()
         for channel in channels:
             sinks = self._routes.get(channel)
             if sinks is None:
@@ -122,8 +154,26 @@ class Hub:
             sinks.discard(sink)
             if not sinks:
                 del self._routes[channel]
+                if linger:
+                    self._lingering[channel] = now
+                else:
+                    self._confirmed.pop(channel, None)
+                    released.append(channel)
+        if self._lingering and (self._reaper is None or self._reaper.dead):
+            self._reaper = gevent.spawn(self._reap_lingering)
+        self._release(released)
+
+    def _reap_lingering(self) -> None:
+        while self._lingering:
+            gevent.sleep(LINGER / 2)
+            limit = time.monotonic() - LINGER
+            expired = [ch for ch, since in self._lingering.items() if since <= limit]
+            for channel in expired:
+                del self._lingering[channel]
                 self._confirmed.pop(channel, None)
-                released.append(channel)
+            self._release(expired)
+
+    def _release(self, released: list[bytes]) -> None:
         if released:
             try:
                 self._command(self._pubsub.unsubscribe, released)
@@ -159,11 +209,16 @@ class Hub:
             except Exception as exc:
                 # Whatever happens, the hub must go on: log it and reconnect.
                 self.reconnects += 1
-                # Replies in flight died with the connection; the resubscription confirms anew.
+                # Replies in flight died with the connection; the resubscription confirms anew,
+                # and until it does no websocket may take a channel for subscribed.
                 self._pending.clear()
+                for confirmed in self._confirmed.values():
+                    confirmed.clear()
                 logger.warning("Redis pub/sub connection lost (%s); retrying in %.1fs", exc, delay)
                 for callback in self._connection_lost:
                     callback()
+                for hook in CONNECTION_LOST_HOOKS:
+                    hook(self)
                 gevent.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])
             else:
@@ -176,16 +231,22 @@ class Hub:
         # are flushed when the buffer runs dry, so that a burst leaves in one write per socket.
         get_message = self._pubsub.get_message
         dispatch = self._dispatch
+        batched = 0
         while True:
             message = get_message(timeout=0)
-            if message is None:
+            # Flush when the buffer runs dry, and every FLUSH_EVERY messages within a long
+            # burst, so that the first messages leave before the whole burst is dispatched.
+            if message is None or batched >= FLUSH_EVERY:
                 self._flush()
+                batched = 0
+            if message is None:
                 # A finite timeout: redis-py 8's get_message(timeout=None) fails before the
                 # first subscription. Returning None now and then costs nothing.
                 message = get_message(timeout=IDLE_TIMEOUT)
                 if message is None:
                     continue
             dispatch(message)
+            batched += 1
 
     def _flush(self) -> None:
         dirty = self._dirty
@@ -199,7 +260,11 @@ class Hub:
         if kind == "message":
             sinks = self._routes.get(channel)
             if sinks:
-                outgoing = Outgoing(message["data"], channel)
+                data = message["data"]
+                if data[:1] == b"\x00":
+                    outgoing = Outgoing(*_unwrap(data, channel))
+                else:
+                    outgoing = Outgoing(data, channel)
                 mark = self._dirty.append
                 for sink in sinks:
                     if sink.deliver(outgoing):
@@ -215,32 +280,64 @@ class Hub:
             confirmed = self._confirmed.get(channel)
             if confirmed is not None:
                 confirmed.set()
-            elif not self._routes.get(channel):
+            elif not self._routes.get(channel) and channel not in self._lingering:
                 self._command(self._pubsub.unsubscribe, [channel])
 
     def close(self) -> None:
         """Stop reading and release the Redis connection."""
-        if self._reader is not None:
-            self._reader.kill()
-            self._reader = None
+        for greenlet in (self._reader, self._reaper):
+            if greenlet is not None:
+                greenlet.kill()
+        self._reader = self._reaper = None
+        self._lingering.clear()
         self._routes.clear()
         self._confirmed.clear()
         self._pending.clear()
         self._pubsub.reset()
 
 
+def _unwrap(data: bytes, channel: bytes) -> tuple[bytes, bytes, bytes | None]:
+    payload, position = open_envelope(data)
+    return payload, channel, position
+
+
+# Called (in the hub's greenlet) whenever a hub loses its Redis connection.
+CONNECTION_LOST_HOOKS: list[Callable[[Hub], None]] = []
+
 _hubs: dict[tuple[int, str], Hub] = {}
 _hubs_lock = threading.Lock()
 
 
 def get_hub(connection: dict[str, Any] | str) -> Hub:
-    """The hub of this process for these connection settings (a new one after a fork)."""
+    """The hub of this process for these connection settings (a new one after a fork).
+
+    On a Redis Cluster it is a ``ClusterHub`` (sharded pub/sub, one connection per shard),
+    which has the same public interface.
+    """
     key = (os.getpid(), _connection_key(connection))
-    with _hubs_lock:
-        hub = _hubs.get(key)
-        if hub is None:
-            hub = _hubs[key] = Hub(redis_client(connection))
+    hub = _hubs.get(key)
+    if hub is not None:
         return hub
+    # Built outside the lock, which is a real one when this module was imported before
+    # monkey-patching (gunicorn's master): building may yield to other greenlets (a pool's
+    # queue, a cluster client learning the slot map), and one waiting for the lock would block
+    # the whole worker. Two racing builds keep the first.
+    client = redis_client(connection)
+    from .connection import parse_connection
+
+    if parse_connection(connection).cluster:
+        from typing import cast
+
+        from .cluster_hub import ClusterHub  # imports this module: imported here
+
+        made = cast(Hub, ClusterHub(cast(Any, client)))
+    else:
+        made = Hub(client)
+    with _hubs_lock:
+        hub = _hubs.setdefault(key, made)
+    if hub is not made:
+        made.close()
+    return hub
 
 
 def close_hubs() -> None:

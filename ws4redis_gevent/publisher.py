@@ -40,6 +40,7 @@ class RedisPublisher(RedisStore):
         settings: Settings | None = None,
     ) -> None:
         super().__init__(connection=connection, settings=settings)
+        self.facility = facility
         if facility is not None:
             self._publishers = self._get_message_channels(
                 request=request,

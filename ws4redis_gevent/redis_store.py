@@ -11,12 +11,14 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from . import settings as settings_module
 from .channels import AUDIENCES, Identity, audience_channels
+from .connection import make_pool, parse_connection, shared_cluster
+from .history import HistoryPublisher, history_config
 from .identity import identity_from_request
 from .settings import Settings
 
@@ -63,28 +65,38 @@ _pools_lock = threading.Lock()
 
 
 def connection_pool(connection: dict[str, Any] | str) -> redis.ConnectionPool:
-    """The process's connection pool for these connection settings (dict or redis:// URL).
+    """The process's connection pool for these connection settings (see connection.py).
 
     Pools are per process: a pool created before a fork is never reused in the child.
+    On Sentinel, the pool connects to whichever server the sentinels name as master.
+
+    Raises:
+        ImproperlyConfigured: for a Redis Cluster, which has one pool per node.
     """
     key = (os.getpid(), _connection_key(connection))
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is None:
-            if isinstance(connection, str):
-                pool = redis.BlockingConnectionPool.from_url(connection, max_connections=50)
-            else:
-                pool = redis.BlockingConnectionPool(max_connections=50, **connection)
-            _pools[key] = pool
-        return pool
+    pool = _pools.get(key)
+    if pool is None:
+        # Built outside the lock: building a pool yields to other greenlets (its queue's lock),
+        # and the lock is a real one when this module was imported before monkey-patching (as
+        # in gunicorn's master): a greenlet waiting for it would block the whole worker.
+        made = make_pool(parse_connection(connection))
+        with _pools_lock:
+            pool = _pools.setdefault(key, made)
+    return pool
 
 
 def _connection_key(connection: dict[str, Any] | str) -> str:
-    return repr(sorted(connection.items())) if isinstance(connection, dict) else connection
+    return parse_connection(connection).key
 
 
 def redis_client(connection: dict[str, Any] | str) -> redis.Redis:
-    """A Redis client sharing the process's pool for ``connection``."""
+    """A Redis client sharing the process's pool for ``connection``.
+
+    On a Redis Cluster, the process's ``ShardedRedisCluster`` instead: it publishes with
+    SPUBLISH and has the methods RedisStore uses (pipeline, set, mget).
+    """
+    if parse_connection(connection).cluster:
+        return cast(redis.Redis, shared_cluster(connection))
     return redis.Redis(connection_pool=connection_pool(connection))
 
 
@@ -92,13 +104,28 @@ def stamp() -> bytes:
     return str(time.time_ns()).encode("ascii")
 
 
+_clients: dict[tuple[int, str], redis.Redis] = {}
+
+
+def _shared_client(connection: dict[str, Any] | str) -> redis.Redis:
+    # Building a redis.Redis costs more than the rest of a websocket handshake; one per
+    # process and connection settings is enough (it is safe to share between greenlets).
+    key = (os.getpid(), repr(connection))
+    client = _clients.get(key)
+    if client is None:
+        client = _clients.setdefault(key, redis_client(connection))
+    return client
+
+
 class RedisStore:
     """Base class of RedisPublisher and RedisSubscriber: the Redis connection and the channels."""
 
     def __init__(self, connection: redis.Redis | None = None, settings: Settings | None = None):
         self.settings = settings or settings_module.load()
-        self._connection = connection or redis_client(self.settings.connection)
+        self._connection = connection or _shared_client(self.settings.connection)
         self._publishers: list[str] = []
+        self._history: HistoryPublisher | None = None
+        self.facility: str | None = None
 
     def get_prefix(self) -> str:
         """The channel prefix with its colon, or an empty string (as ws4redis)."""
@@ -147,15 +174,29 @@ class RedisStore:
         expire = self.settings.expire if expire is None else expire
         if not self._publishers:
             return 0
+        history = history_config(self.settings.history, self.facility)
+        counted = []  # indexes of the replies that count receivers
         with self._connection.pipeline(transaction=False) as pipe:
             for channel in self._publishers:
+                counted.append(len(pipe))
+                if history is not None:
+                    # One script: append to the stream, publish with the position, persist.
+                    self._history_publisher.publish(
+                        pipe, channel, message, history, max(expire, 0), stamp()
+                    )
+                    continue
                 pipe.publish(channel, message)
                 if expire > 0:
                     pipe.set(channel, message, ex=expire)
                     pipe.set(channel + STAMP_SUFFIX, stamp(), ex=expire)
             replies = pipe.execute()
-        step = 3 if expire > 0 else 1
-        return sum(replies[::step])
+        return sum(replies[i] for i in counted)
+
+    @property
+    def _history_publisher(self) -> HistoryPublisher:
+        if self._history is None:
+            self._history = HistoryPublisher(self._connection)
+        return self._history
 
     def fetch_newest(self, channels: Sequence[str]) -> RedisMessage | None:
         """The newest persisted message among ``channels``, or None; ties go to the first."""
