@@ -14,7 +14,8 @@ AUDIENCES = ("broadcast", "user", "group", "session")
 SUBSCRIBE_FLAGS = tuple(f"subscribe-{audience}" for audience in AUDIENCES)
 PUBLISH_FLAGS = tuple(f"publish-{audience}" for audience in AUDIENCES)
 ECHO_FLAG = "echo"
-KNOWN_FLAGS = frozenset((*SUBSCRIBE_FLAGS, *PUBLISH_FLAGS, ECHO_FLAG))
+RECOVER_FLAG = "recover"
+KNOWN_FLAGS = frozenset((*SUBSCRIBE_FLAGS, *PUBLISH_FLAGS, ECHO_FLAG, RECOVER_FLAG))
 
 # Session key under which the Django app keeps the user's group names (the same as ws4redis).
 SESSION_GROUPS_KEY = "ws4redis:memberof"
@@ -28,6 +29,16 @@ def parse_flags(query_string: str) -> list[str]:
         if name in KNOWN_FLAGS and name not in flags:
             flags.append(name)
     return flags
+
+
+def parse_since(query_string: str) -> dict[str, str]:
+    """Positions a recovering client reports: ``since=LABEL@POSITION``, once per channel."""
+    since: dict[str, str] = {}
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        if name == "since" and "@" in value:
+            label, _, position = value.rpartition("@")
+            since[label] = position
+    return since
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,9 @@ class ChannelPlan:
     publish: tuple[str, ...] = ()
     echo: bool = False
     dropped: tuple[str, ...] = field(default=())
+    # A name for each subscribed channel that is unique within this websocket and reveals no
+    # secret (no session key, no prefix): "broadcast", "user", "session", "group:NAME".
+    labels: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def resolve(
@@ -86,9 +100,10 @@ class ChannelPlan:
         subscribe: list[str] = []
         publish: list[str] = []
         dropped: list[str] = []
+        labels: dict[str, str] = {}
         flags = list(flags)
         for flag in flags:
-            if flag == ECHO_FLAG:
+            if flag in (ECHO_FLAG, RECOVER_FLAG):
                 continue
             action, audience = flag.split("-", 1)
             names = identity.names(audience)
@@ -96,10 +111,15 @@ class ChannelPlan:
                 dropped.append(flag)
                 continue
             target = subscribe if action == "subscribe" else publish
-            target.extend(audience_channels(prefix, facility, audience, names))
+            channels = audience_channels(prefix, facility, audience, names)
+            target.extend(channels)
+            if action == "subscribe":
+                for channel, name in zip(channels, names or [""], strict=False):
+                    labels[channel] = f"group:{name}" if audience == "group" else audience
         return cls(
             subscribe=tuple(dict.fromkeys(subscribe)),
             publish=tuple(dict.fromkeys(publish)),
             echo=ECHO_FLAG in flags,
             dropped=tuple(dropped),
+            labels=labels,
         )

@@ -22,7 +22,8 @@ import redis
 from .backends import WebSocket
 from .exceptions import ConnectionClosed, ProtocolError
 from .frames import Close, CloseCode, Message, Ping
-from .hub import Outgoing
+from .history import entry_id
+from .hub import CONNECTION_LOST_HOOKS, Hub, Outgoing
 from .settings import Settings
 
 logger = logging.getLogger("ws4redis_gevent.relay")
@@ -60,6 +61,8 @@ class Outbox:
         "limit",
         "overflowed",
         "on_overflow",
+        "labels",
+        "_skip",
         "__weakref__",
     )
 
@@ -73,6 +76,10 @@ class Outbox:
         self._leftover = b""
         self._writing = False
         self._send_nowait: Callable[[bytes], int] | None = None
+        # Set for websockets that asked for recovery: channel -> label of tagged frames.
+        self.labels: dict[bytes, bytes] | None = None
+        # Recovery's seam: per channel, the newest history entry already queued.
+        self._skip: dict[bytes, tuple[int, int]] = {}
 
     def attach(self, websocket: WebSocket) -> None:
         """Let ``flush`` write to ``websocket`` directly, if its backend can."""
@@ -82,8 +89,12 @@ class Outbox:
         """Queue ``message``; True when the outbox was empty (the hub then flushes it)."""
         if self._expected and self._is_own_echo(message):
             return False
+        if self._skip and self._already_queued(message):
+            return False
         items = self._items
-        if len(items) >= self.limit:
+        # The bound catches clients that do not read: messages wait only while a previous
+        # write is unfinished (``_leftover``, ``_writing``); otherwise the next flush sends them.
+        if len(items) >= self.limit and (self._leftover or self._writing):
             self._overflow()
             return False
         items.append(message)
@@ -106,7 +117,7 @@ class Outbox:
         if self._writing or self._leftover or self._send_nowait is None:
             self._ready.set()
             return
-        data = items[0].frame if len(items) == 1 else b"".join([m.frame for m in items])
+        data = self.encode(items)
         items.clear()
         try:
             sent = self._send_nowait(data)
@@ -116,11 +127,45 @@ class Outbox:
             self._leftover = data[sent:]
             self._ready.set()
 
-    def put_first(self, messages: Sequence[Outgoing]) -> None:
-        """Queue ``messages`` ahead of anything delivered so far (persisted messages)."""
+    def encode(self, items: Sequence[Outgoing]) -> bytes:
+        """The frames of ``items``, tagged with label and position in recovery mode."""
+        labels = self.labels
+        if labels is None:
+            return items[0].frame if len(items) == 1 else b"".join([m.frame for m in items])
+        return b"".join(
+            [
+                m.frame if m.channel is None else m.tagged_frame(labels.get(m.channel, b"-"))
+                for m in items
+            ]
+        )
+
+    def put_first(
+        self, messages: Sequence[Outgoing], skip: dict[bytes, tuple[int, int]] | None = None
+    ) -> None:
+        """Queue ``messages`` (persisted or recovered) ahead of anything delivered so far.
+
+        ``skip`` gives, per channel, the newest history entry among ``messages``: live
+        messages up to it, queued already or arriving later, are duplicates and dropped.
+        """
+        if skip:
+            self._skip = dict(skip)
+            kept = [m for m in self._items if not self._already_queued(m)]
+            self._items.clear()
+            self._items.extend(kept)
         self._items.extendleft(reversed(messages))
         if self._items:
             self._ready.set()
+
+    def _already_queued(self, message: Outgoing) -> bool:
+        if message.position is None or message.channel is None:
+            return False
+        until = self._skip.get(message.channel)
+        if until is None:
+            return False
+        if entry_id(message.position) <= until:
+            return True
+        del self._skip[message.channel]  # positions only grow from here
+        return False
 
     def expect_echo(self, channel: bytes, payload: bytes) -> None:
         self._expected.setdefault((channel, payload), deque()).append(time.monotonic())
@@ -196,6 +241,9 @@ class Relay:
         self._tokens = float(settings.publish_burst)
         self._tokens_at = time.monotonic()
         outbox.on_overflow = self._on_overflow
+        if hasattr(websocket, "write_timeout"):
+            # A peer that takes no byte for this long would not have answered a ping either.
+            websocket.write_timeout = settings.ping_interval + settings.ping_timeout
 
     def _on_overflow(self) -> None:
         logger.info("websocket too slow: %d messages pending, closing", self.outbox.limit)
@@ -238,7 +286,7 @@ class Relay:
             self.close_code = code
         if self._close_timer is None:
             # Armed first: sending the close frame waits for a frame being written to finish.
-            self._close_timer = gevent.spawn_later(CLOSE_TIMEOUT, self.websocket.shutdown)
+            self._close_timer = gevent.spawn_later(CLOSE_TIMEOUT, self.websocket.abort)
         self._closing.set()
         with contextlib.suppress(ConnectionClosed):
             self.websocket.send_close(code, reason)
@@ -309,7 +357,7 @@ class Relay:
                 if leftover:
                     self.websocket.send_bytes(leftover)
                 if items:
-                    self.websocket.send(items)
+                    self.websocket.send_bytes(self.outbox.encode(items))
                 self.outbox.done()
                 now = time.monotonic()
                 if now >= next_beat:
@@ -317,8 +365,14 @@ class Relay:
                     next_beat = now + (beat or 0)
                 if now >= next_check:
                     next_check = self._check_alive(now)
-        except ConnectionClosed:
+        except ConnectionClosed as exc:
             self._closing.set()
+            if self._close_timer is None:
+                # Not closing: the peer is gone. Wake the reader, which would otherwise wait
+                # forever on it. (While closing, the close frame may still be on its way; the
+                # close timer ends the connection if the client never answers it.)
+                logger.info("websocket write failed, dropping the connection: %s", exc)
+                self.websocket.abort()
 
     def _check_alive(self, now: float) -> float:
         """Ping a client silent for ``ping_interval``; close one that leaves a ping unanswered
@@ -328,9 +382,10 @@ class Relay:
             if now - self._ping_sent < timeout:
                 return self._ping_sent + timeout
             logger.info("no answer to a ping for %.0fs: closing", now - self._ping_sent)
+            # The close frame is for a client that still reads but does not answer pings; a
+            # dead peer never answers it, so the connection is dropped right away.
             self.close(CloseCode.INTERNAL_ERROR, "ping timeout")
-            # A dead peer never answers: don't wait for its close frame.
-            self.websocket.shutdown()
+            self.websocket.abort()
             return now + interval
         self._ping_sent = None
         self.outbox.forget_stale()
@@ -339,6 +394,21 @@ class Relay:
             self._ping_sent = now
             return now + timeout
         return self._last_received + interval
+
+
+def _announce_resync(hub: Hub) -> None:
+    # Messages published while the hub was disconnected are gone from pub/sub: websockets that
+    # track positions are told to resync (their clients can recover from history).
+    for relay in live_relays():
+        outbox = relay.outbox
+        if outbox.labels is not None:
+            outbox.deliver(Outgoing(RESYNC_ALL))
+            outbox.flush()
+
+
+CONNECTION_LOST_HOOKS.append(_announce_resync)
+
+RESYNC_ALL = b"!resync *"
 
 
 def live_relays() -> list[Relay]:

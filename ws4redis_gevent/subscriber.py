@@ -8,6 +8,7 @@ from typing import Any, cast
 import redis
 
 from .channels import ChannelPlan, parse_flags
+from .history import entry_id, history_config, latest, recover
 from .hub import Hub, Outgoing, Sink, get_hub
 from .identity import identity_from_request
 from .redis_store import STAMP_SUFFIX, RedisStore
@@ -49,6 +50,7 @@ class RedisSubscriber(RedisStore):
             request: the websocket's request; its ``facility`` attribute names the facility.
             channels: the allowed flags (``subscribe-broadcast``, ``publish-user``, ``echo``...).
         """
+        self.facility = request.facility
         flags = parse_flags("&".join(channels))
         self.plan = ChannelPlan.resolve(
             flags, request.facility, identity_from_request(request), self.settings.prefix
@@ -79,6 +81,40 @@ class RedisSubscriber(RedisStore):
                 outgoing = Outgoing(cast(bytes, message), channel.encode())
                 found.append((int(when) if when else -1, outgoing))
         return [outgoing for _, outgoing in sorted(found, key=lambda pair: pair[0])]
+
+    def get_recovery_messages(
+        self, since: dict[str, str]
+    ) -> tuple[list[Outgoing], dict[bytes, tuple[int, int]]]:
+        """What a websocket that asked for recovery receives first, and the seam to skip.
+
+        For each subscribed channel with history: the entries after the client's position
+        for it (``since`` maps labels to positions), a resync notice when they are gone, or
+        the newest entry for a client that has no position yet. Channels without history get
+        their persisted message, as for any websocket.
+        """
+        history = history_config(self.settings.history, self.facility)
+        messages: list[Outgoing] = []
+        skip: dict[bytes, tuple[int, int]] = {}
+        for channel in self.plan.subscribe if history else ():
+            label = self.plan.labels.get(channel, "")
+            key = channel.encode()
+            position = since.get(label)
+            if position is None:
+                newest = latest(self._connection, channel)
+                entries = [newest] if newest else []
+            else:
+                recovered = recover(self._connection, channel, position)
+                if recovered.resync:
+                    messages.append(Outgoing(b"!resync " + label.encode()))
+                    continue
+                entries = recovered.entries
+                skip[key] = entry_id(position.encode())
+            messages.extend(Outgoing(payload, key, pos) for pos, payload in entries)
+            if entries:
+                skip[key] = entry_id(entries[-1][0])
+        if history is None:
+            messages = self.get_persisted_messages()
+        return messages, skip
 
     def release(self) -> None:
         """Unsubscribe this websocket; the hub releases channels nobody else wants."""

@@ -331,3 +331,68 @@ describe("module formats", () => {
     assert.equal(output.trim(), "number");
   });
 });
+
+describe("recovery", () => {
+  function recoveringClient(t) {
+    useFakeTime(t);
+    const received = [];
+    const resyncs = [];
+    const { client, events } = makeClient({
+      recover: true,
+      receive_message: (data, meta) => received.push([data, meta]),
+      resync: (label) => resyncs.push(label),
+    });
+    return { client, events, received, resyncs };
+  }
+
+  test("asks for recovery and passes payloads with their label and position", (t) => {
+    const { client, received } = recoveringClient(t);
+    assert.equal(FakeWebSocket.last.url, URI + "&recover");
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive("broadcast e1:100-0\nhello");
+    FakeWebSocket.last.receive("group:chatters e2:7-1\nline one\nline two");
+    assert.deepEqual(received, [
+      ["hello", { label: "broadcast", position: "e1:100-0" }],
+      ["line one\nline two", { label: "group:chatters", position: "e2:7-1" }],
+    ]);
+    assert.deepEqual(client.get_positions(), { broadcast: "e1:100-0", "group:chatters": "e2:7-1" });
+  });
+
+  test("reconnects from the last position of each channel", (t) => {
+    recoveringClient(t);
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive("broadcast e1:100-0\na");
+    FakeWebSocket.last.receive("broadcast e1:101-0\nb");
+    FakeWebSocket.last.receive("user -\nno position");
+    FakeWebSocket.last.closed(1006);
+    t.mock.timers.tick(30000);
+    assert.equal(FakeWebSocket.instances.length, 2);
+    assert.equal(
+      FakeWebSocket.last.url,
+      URI + "&recover&since=" + encodeURIComponent("broadcast@e1:101-0"),
+    );
+  });
+
+  test("a resync forgets the position and tells the page", (t) => {
+    const { client, resyncs } = recoveringClient(t);
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive("broadcast e1:100-0\na");
+    FakeWebSocket.last.receive("user e1:5-0\nb");
+    FakeWebSocket.last.receive("!resync broadcast");
+    assert.deepEqual(client.get_positions(), { user: "e1:5-0" });
+    FakeWebSocket.last.receive("!resync *");
+    assert.deepEqual(client.get_positions(), {});
+    assert.deepEqual(resyncs, ["broadcast", "*"]);
+  });
+
+  test("binary payloads keep their bytes after the header", (t) => {
+    const { received } = recoveringClient(t);
+    FakeWebSocket.last.open();
+    assert.equal(FakeWebSocket.last.binaryType, "arraybuffer");
+    const frame = new Uint8Array([...Buffer.from("broadcast e1:9-0\n"), 0xff, 0x00, 0x01]);
+    FakeWebSocket.last.receive(frame.buffer);
+    const [payload, meta] = received[0];
+    assert.deepEqual([...new Uint8Array(payload)], [0xff, 0x00, 0x01]);
+    assert.deepEqual(meta, { label: "broadcast", position: "e1:9-0" });
+  });
+});

@@ -36,6 +36,13 @@
  *                          each further retry doubles that, up to `max_reconnect_delay`
  *   max_reconnect_delay    30000 (ms)
  *   WebSocket              the WebSocket class to use (default: the global one)
+ *   recover                false; true asks the server for recovery (facilities with
+ *                          WS4REDIS_HISTORY): the client remembers the position of the last
+ *                          message of each channel and, after a reconnection, the server sends
+ *                          exactly the messages missed meanwhile. receive_message then gets a
+ *                          second argument {label, position}.
+ *   resync(label)          called when the server cannot recover a channel ("*": all of them,
+ *                          after it lost its Redis connection): reload that state another way
  *
  * Methods: send_message(message) -> true if sent, false when not connected;
  *          get_state() -> the readyState (0 connecting, 1 open, 2 closing, 3 closed);
@@ -68,8 +75,37 @@
     max_missed_heartbeats: 3,
     reconnect_delay: 1000,
     max_reconnect_delay: 30000,
-    WebSocket: null
+    WebSocket: null,
+    recover: false,
+    resync: null
   };
+
+  // Recovery mode: each message arrives as "LABEL POSITION\nPAYLOAD"; "!resync LABEL" asks the
+  // page to reload the state of that channel.
+  function withRecovery(uri, positions) {
+    var parts = [uri.indexOf("?") < 0 ? "?recover" : "&recover"];
+    for (var label in positions) {
+      if (Object.prototype.hasOwnProperty.call(positions, label)) {
+        parts.push("&since=" + encodeURIComponent(label + "@" + positions[label]));
+      }
+    }
+    return uri + parts.join("");
+  }
+
+  function splitTagged(data) {
+    var newline, head;
+    if (typeof data === "string") {
+      newline = data.indexOf("\n");
+      if (newline < 0) return null;
+      head = data.slice(0, newline);
+      return { head: head, payload: data.slice(newline + 1) };
+    }
+    var bytes = new Uint8Array(data);
+    newline = bytes.indexOf(10);
+    if (newline < 0) return null;
+    head = new TextDecoder().decode(bytes.subarray(0, newline));
+    return { head: head, payload: data.slice(newline + 1) };
+  }
 
   function WS4Redis(options) {
     if (!(this instanceof WS4Redis)) {
@@ -91,6 +127,7 @@
     var heartbeatTimer = null;
     var missedHeartbeats = 0;
     var closedForGood = false;
+    var positions = {};
 
     function notify(callback) {
       if (typeof opts[callback] === "function") {
@@ -102,7 +139,10 @@
       reconnectTimer = null;
       notify("connecting");
       try {
-        ws = new WebSocketClass(opts.uri);
+        ws = new WebSocketClass(opts.recover ? withRecovery(opts.uri, positions) : opts.uri);
+        if (opts.recover) {
+          ws.binaryType = "arraybuffer";
+        }
       } catch (error) {
         // e.g. a port the browser blocks; retrying with backoff is all we can do
         ws = null;
@@ -127,7 +167,36 @@
       if (opts.heartbeat_msg !== null && event.data === opts.heartbeat_msg) {
         return;
       }
+      if (opts.recover) {
+        onTagged(event.data);
+        return;
+      }
       notify("receive_message", event.data);
+    }
+
+    function onTagged(data) {
+      if (typeof data === "string" && data.indexOf("!resync ") === 0) {
+        var channel = data.slice(8);
+        if (channel === "*") {
+          positions = {};
+        } else {
+          delete positions[channel];
+        }
+        notify("resync", channel);
+        return;
+      }
+      var tagged = splitTagged(data);
+      if (tagged === null) {
+        notify("receive_message", data, { label: null, position: null });
+        return;
+      }
+      var space = tagged.head.indexOf(" ");
+      var label = tagged.head.slice(0, space);
+      var position = tagged.head.slice(space + 1);
+      if (position !== "-") {
+        positions[label] = position;
+      }
+      notify("receive_message", tagged.payload, { label: label, position: position });
     }
 
     function onClose(event) {
@@ -210,6 +279,15 @@
       }
       ws.send(message);
       return true;
+    };
+
+    /** The last position seen on each channel (recovery mode), as {label: position}. */
+    this.get_positions = function () {
+      var copy = {};
+      for (var label in positions) {
+        if (Object.prototype.hasOwnProperty.call(positions, label)) copy[label] = positions[label];
+      }
+      return copy;
     };
 
     this.get_state = function () {
