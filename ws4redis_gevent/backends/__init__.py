@@ -6,6 +6,7 @@ in ``ws4redis_gevent.relay`` is written once against the ``WebSocket`` interface
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -39,13 +40,20 @@ class WebSocket(Protocol):
     def shutdown(self, drain: bool = False) -> None:
         """Close the transport; with ``drain``, wait (briefly) for the client to close first.
 
-        Only the greenlet that receives may drain; any greenlet may shut down without it."""
+        Only the greenlet that receives may call it."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection from any greenlet: the receiving greenlet then gets
+        ConnectionClosed and shuts down."""
         ...
 
 
 # Optionally, a WebSocket has ``send_nowait(data: bytes) -> int``: write already framed bytes
 # without blocking and return how many were taken. The hub then writes fan-out messages itself,
 # in one system call per socket and burst; without it, each websocket's writer greenlet sends.
+# It may also have ``write_timeout: float | None``: the relay sets it, and a write that makes no
+# progress for that long raises ConnectionClosed (a vanished peer whose socket buffer is full).
 
 
 class Backend(Protocol):
@@ -66,11 +74,37 @@ class Backend(Protocol):
         ...
 
 
-def select_backend(environ: Mapping[str, Any]) -> Backend | None:
-    """The backend able to serve this request, or None when the server cannot upgrade."""
-    from .gevent import GeventBackend
+# The backends WS4REDIS_BACKEND may name; any other value is the dotted path of a backend class.
+BACKENDS = {
+    "uwsgi": "ws4redis_gevent.backends.uwsgi.UwsgiBackend",
+    "gevent": "ws4redis_gevent.backends.gevent.GeventBackend",
+}
+_UNSET: Any = object()
 
-    for backend in (GeventBackend(),):
+
+def select_backend(environ: Mapping[str, Any], choice: str | None = _UNSET) -> Backend | None:
+    """The backend able to serve this request, or None when the server cannot upgrade.
+
+    ``choice`` is the WS4REDIS_BACKEND setting (read from the settings when not given): None
+    picks the first backend of BACKENDS that accepts the request (uWSGI is recognised by its
+    environ, gevent's pywsgi and gunicorn's gevent workers by theirs); a name or dotted path
+    picks that backend, which must accept the request.
+    """
+    if choice is _UNSET:
+        from ..settings import load
+
+        choice = load().backend
+    names = [choice] if choice else list(BACKENDS)
+    for name in names:
+        backend = load_backend(name)
         if backend.accepts(environ):
             return backend
     return None
+
+
+@functools.cache
+def load_backend(name: str) -> Backend:
+    """The backend called ``name`` in BACKENDS, or the class at dotted path ``name``."""
+    from ..settings import import_string
+
+    return import_string(BACKENDS.get(name, name))()

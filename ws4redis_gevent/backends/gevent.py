@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -36,17 +37,28 @@ class GeventWebSocket:
         self._parser = FrameParser(max_message_size)
         self._write_lock = gevent.lock.Semaphore()
         self.close_sent = False
+        # A write that makes no progress for this long means the peer is gone (or stopped
+        # reading): ConnectionClosed. The relay sets it from its ping settings.
+        self.write_timeout: float | None = None
         # Non-blocking writes go straight to the descriptor (gevent keeps sockets in
         # non-blocking mode); only for plain sockets, never under TLS.
         self._fd: int | None = sock.fileno() if _is_plain_nonblocking(sock) else None
+        # Frames the client sent right behind its handshake may sit in rfile's buffer already.
+        self._buffered = _has_buffered_bytes(sock, rfile)
 
     def receive(self) -> list[Event]:
         if self._parser.error is not None:
             raise self._parser.error
         while True:
             try:
-                # read1 returns what the buffer already holds before touching the socket, and
-                # the parser yields every complete frame in it: nothing buffered is left behind.
+                # An idle websocket waits for readability without holding a read buffer. Then
+                # read1 returns everything rfile had buffered, or one read from the socket
+                # (READ_SIZE exceeds rfile's buffer, so its buffer is left empty): nothing
+                # buffered in user space is ever left behind while we wait on the descriptor.
+                if self._buffered:
+                    self._buffered = False
+                else:
+                    gevent.socket.wait_read(self._sock.fileno())
                 data = self._rfile.read1(READ_SIZE)
             except (OSError, ValueError) as exc:
                 raise ConnectionClosed(str(exc)) from exc
@@ -59,9 +71,28 @@ class GeventWebSocket:
     def _write(self, data: bytes) -> None:
         try:
             with self._write_lock:
-                self._sock.sendall(data)
+                if self._fd is None or self.write_timeout is None:
+                    self._sock.sendall(data)
+                else:
+                    self._write_fd(self._fd, data, self.write_timeout)
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
+
+    @staticmethod
+    def _write_fd(fd: int, data: bytes, timeout: float) -> None:
+        # sendall with a deadline on progress rather than on the whole write: a big backlog
+        # to a live client may take long, a peer that takes nothing at all is dead.
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            try:
+                gevent.socket.wait_write(fd, timeout=timeout)
+            except TimeoutError as exc:
+                raise ConnectionClosed(f"the peer took nothing for {timeout:.1f}s") from exc
 
     def send(self, messages: Sequence[Outgoing]) -> None:
         # Messages pending for this socket leave in one system call.
@@ -106,6 +137,12 @@ class GeventWebSocket:
         self.close_sent = True
         self._write(encode_close(Close(code, reason)))
 
+    def abort(self) -> None:
+        # shutdown() wakes the greenlet waiting to read (end of stream); it then closes the
+        # socket. Closing it here would leave that greenlet waiting on a dead descriptor.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
     def shutdown(self, drain: bool = False) -> None:
         if drain:
             self._drain()
@@ -126,6 +163,18 @@ class GeventWebSocket:
             pass
 
 
+def _has_buffered_bytes(sock: Any, rfile: Any) -> bool:
+    """Whether ``rfile`` holds unread bytes, without blocking (peek reads only if it has none)."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        return bool(rfile.peek(1))
+    except (OSError, ValueError):
+        return True  # let the next read find out
+    finally:
+        sock.settimeout(timeout)
+
+
 def _is_plain_nonblocking(sock: Any) -> bool:
     if type(sock) is not gevent.socket.socket:
         return False
@@ -133,9 +182,56 @@ def _is_plain_nonblocking(sock: Any) -> bool:
 
 
 class WebSocketHandler(pywsgi.WSGIHandler):
-    """A pywsgi handler that exposes its socket to the backend as ``ws4redis.socket``."""
+    """A pywsgi handler that exposes its socket to the backend as ``ws4redis.socket``.
+
+    A client has WS4REDIS_HANDSHAKE_TIMEOUT seconds to send its request line and headers (one
+    deadline for all of them, so dribbling bytes does not extend it), and as long to start its
+    next request on a kept-alive connection; past that the connection is closed, with a 408
+    if the request line had arrived.
+    """
+
+    _handshake_timeout: float | None = None
+    _deadline: gevent.Timeout | None = None
+
+    def handle_one_request(self) -> Any:
+        timeout = self._timeout()
+        if not timeout or timeout <= 0:
+            return super().handle_one_request()
+        self.requestline = None
+        self._deadline = deadline = gevent.Timeout(timeout)
+        deadline.start()
+        try:
+            return super().handle_one_request()
+        except gevent.Timeout as exc:
+            if exc is not deadline:
+                raise
+            self.close_connection = True
+            if not self.requestline:
+                return None  # nothing of a request arrived: just close
+            return ("408", _REQUEST_TIMEOUT_RESPONSE)
+        finally:
+            deadline.close()
+
+    def read_request(self, raw_requestline: str) -> Any:
+        try:
+            return super().read_request(raw_requestline)
+        except http.client.HTTPException as exc:
+            # e.g. more than 100 header lines: a client error (400), not a traceback.
+            raise ValueError(str(exc)) from exc
+
+    @classmethod
+    def _timeout(cls) -> float | None:
+        # Read once per process, at the first request: the middleware configures the settings
+        # when it is built, before the server serves.
+        if cls._handshake_timeout is None:
+            from ..settings import load
+
+            WebSocketHandler._handshake_timeout = load().handshake_timeout or 0.0
+        return cls._handshake_timeout
 
     def get_environ(self) -> dict[str, Any]:
+        if self._deadline is not None:
+            self._deadline.cancel()  # the request has arrived; the application has no deadline
         environ = super().get_environ()
         environ["ws4redis.socket"] = self.socket
         return environ
@@ -171,3 +267,11 @@ class GeventBackend:
             # pywsgi must not read another HTTP request from this connection afterwards.
             handler.close_connection = True
         return GeventWebSocket(sock, rfile, max_message_size)
+
+
+_TIMEOUT_BODY = b"408 Request Timeout: handshake timeout\n"
+_REQUEST_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)

@@ -1,0 +1,147 @@
+"""The uWSGI backend: uWSGI's gevent loop (``--gevent N``), behind its http router (``--http``),
+as an HTTP server (``--http-socket``) or behind nginx (``--socket`` with ``uwsgi_pass``).
+
+uWSGI's own websocket API does not fit the relay, and loses information on the way:
+
+- ``uwsgi.websocket_*`` may only be called from the request's own greenlet ("you can call uwsgi
+  api function only from the main callable"), but the relay sends from a writer greenlet and the
+  hub writes fan-out messages from its own;
+- ``websocket_recv`` cannot tell text from binary, returns ``b'\\x00'`` for a non-final fragment
+  (indistinguishable from a one-byte NUL message), answers pings with empty pongs, replies to a
+  close without a status code, and drops a connection that exceeds ``--websockets-max-size``
+  without a 1009 close frame.
+
+So uWSGI only runs the request: the middleware's 101 response goes out through
+``start_response``, then this backend takes over the connection's socket
+(``uwsgi.connection_fd()``, duplicated) and speaks RFC 6455 on it with the same code as the
+gevent backend. uWSGI does not touch the connection while the application runs (it only reads a
+request body, or websocket frames, when asked to), and closes its own descriptor when the
+application returns, after the relay has shut the connection down.
+
+``tests/test_uwsgi_native_api.py`` shows each limit of the native API listed above.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+import gevent
+import gevent.socket
+
+from ..exceptions import ImproperlyConfigured
+from .gevent import GeventWebSocket
+
+logger = logging.getLogger("ws4redis_gevent.backends.uwsgi")
+_going_away_installed = False
+
+
+class UwsgiWebSocket(GeventWebSocket):
+    """A websocket on the socket of a uWSGI request, taken over after the 101 response.
+
+    It reads through a buffered reader made from the socket, exactly as pywsgi's ``rfile``.
+    """
+
+    def __init__(self, sock: Any, max_message_size: int) -> None:
+        self._reader = sock.makefile("rb")
+        super().__init__(sock, self._reader, max_message_size)
+
+    def shutdown(self, drain: bool = False) -> None:
+        super().shutdown(drain)
+        if drain:
+            # The descriptor is released once its reader is closed too. Only the receiving
+            # greenlet drains (at the very end), so no other greenlet is inside the reader.
+            self._reader.close()
+
+
+class UwsgiBackend:
+    """Upgrades requests served by uWSGI running its gevent loop."""
+
+    name = "uwsgi"
+
+    def accepts(self, environ: Mapping[str, Any]) -> bool:
+        """Under uWSGI running its gevent loop in a monkey-patched process: anything else would
+        block the whole worker for the websocket's life (logged, and answered 501)."""
+        if "uwsgi.version" not in environ:
+            return False
+        uwsgi = _uwsgi()
+        if uwsgi is None:
+            return False
+        problem = gevent_loop_problem(uwsgi)
+        if problem is not None:
+            logger.error("cannot serve websockets: %s", problem)
+            return False
+        return True
+
+    def upgrade(
+        self,
+        environ: dict[str, Any],
+        start_response: Any,
+        headers: list[tuple[str, str]],
+        max_message_size: int,
+    ) -> UwsgiWebSocket:
+        uwsgi = _uwsgi()
+        if uwsgi is None:
+            raise ImproperlyConfigured("the uwsgi backend only runs inside uWSGI")
+        write = start_response("101 Switching Protocols", headers)
+        write(b"")  # uWSGI sends the status line and headers now
+        # A duplicate, so that uWSGI closes its own descriptor at the end of the request and
+        # ours is ours to close.
+        sock = gevent.socket.socket(fileno=os.dup(uwsgi.connection_fd()))
+        install_going_away()
+        return UwsgiWebSocket(sock, max_message_size)
+
+
+def gevent_loop_problem(uwsgi: Any) -> str | None:
+    """Why this uWSGI process cannot hold websockets open, or None when it can.
+
+    It needs uWSGI's gevent loop (``--gevent N``) and the standard library monkey-patched
+    (``--gevent-early-monkey-patch``): without them Redis and the relay's timers would block
+    every other request of the worker.
+    """
+    from gevent import monkey
+
+    loop = uwsgi.loop.decode() if isinstance(uwsgi.loop, bytes) else uwsgi.loop
+    if loop != "gevent":
+        return (
+            f"uWSGI runs the {loop or 'default'} loop: start it with "
+            "--gevent N --gevent-early-monkey-patch"
+        )
+    if not monkey.is_module_patched("socket"):
+        return (
+            "the process is not monkey-patched: start uWSGI with --gevent-early-monkey-patch "
+            "(or call gevent.monkey.patch_all() first thing in the WSGI module)"
+        )
+    return None
+
+
+def install_going_away() -> None:
+    """On a graceful reload (SIGHUP to the worker), close every websocket with 1001.
+
+    uWSGI's gevent loop then waits for running requests (up to ``--worker-reload-mercy``):
+    closing the websockets lets the worker go at once and tells clients to reconnect. libev
+    runs every watcher of a signal, so uWSGI's own SIGHUP handler still runs.
+    """
+    global _going_away_installed
+    if _going_away_installed:
+        return
+    _going_away_installed = True
+    gevent.signal_handler(signal.SIGHUP, _close_all_going_away)
+
+
+def _close_all_going_away() -> None:
+    from ..frames import CloseCode
+    from ..relay import close_all
+
+    gevent.spawn(close_all, CloseCode.GOING_AWAY, "server restarting or stopping")
+
+
+def _uwsgi() -> Any:
+    try:
+        import uwsgi
+    except ImportError:
+        return None
+    return uwsgi
