@@ -1,4 +1,5 @@
-"""The Django app ``ws4redis_gevent``: stores the user's identity in the session at login."""
+"""The Django app ``ws4redis_gevent``: stores the user's identity in the session at login,
+and registers the system checks of the websocket settings."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ class Ws4RedisConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_in
 
         user_logged_in.connect(_remember_identity, dispatch_uid="ws4redis_gevent.login")
+
+        from .checks import register_checks
+
+        register_checks()
 
 
 def _remember_identity(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

@@ -49,6 +49,10 @@ def check_handshake(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
         raise HandshakeError("websocket handshakes need HTTP/1.1")
     if "upgrade" not in header_tokens(environ, "HTTP_CONNECTION"):
         raise HandshakeError("the Connection header must contain 'Upgrade'")
+    if not environ.get("HTTP_HOST", "").strip():
+        raise HandshakeError("missing Host header")
+    if _has_body(environ):
+        raise HandshakeError("a websocket handshake has no body")
     version = environ.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip()
     if not version:
         raise HandshakeError("missing Sec-WebSocket-Version header")
@@ -71,3 +75,10 @@ def _is_valid_key(key: str) -> bool:
         return len(base64.b64decode(key.encode("ascii"), validate=True)) == 16
     except (binascii.Error, UnicodeEncodeError):
         return False
+
+
+def _has_body(environ: Mapping[str, Any]) -> bool:
+    if environ.get("HTTP_TRANSFER_ENCODING"):
+        return True
+    length = str(environ.get("CONTENT_LENGTH") or "0").strip()
+    return length not in ("", "0")

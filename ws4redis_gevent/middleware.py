@@ -18,10 +18,11 @@ import redis
 
 from . import settings as settings_module
 from .backends import Backend, select_backend
-from .channels import ECHO_FLAG, parse_flags
+from .channels import ECHO_FLAG, RECOVER_FLAG, parse_flags, parse_since
 from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
 from .handshake import check_handshake
 from .identity import WebsocketRequest
+from .origin import OriginPolicy
 from .relay import Outbox, Relay
 
 logger = logging.getLogger("ws4redis_gevent")
@@ -54,11 +55,24 @@ class WebsocketMiddleware:
             from .django_request import process_request
 
             self.process_request = process_request
+        self.origin_policy = _origin_policy(self.settings, self.uses_django)
+        self.trusts_forwarded_host = bool(
+            self.uses_django and _django_setting("USE_X_FORWARDED_HOST")
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(self.prefix):
             return self.app(environ, start_response)
+        # Counted from the handshake to the end of the relay: websockets being opened count.
+        if not _websockets.enter(self.settings.max_connections):
+            return self._refuse(environ, start_response, _too_many())
+        try:
+            return self._serve(environ, start_response)
+        finally:
+            _websockets.leave()
+
+    def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         try:
             backend, headers, request, subscriber, outbox, persisted = self._prepare(environ)
         except HandshakeError as exc:
@@ -77,7 +91,8 @@ class WebsocketMiddleware:
 
     def _prepare(self, environ: dict[str, Any]) -> tuple[Any, ...]:
         headers = check_handshake(environ)
-        facility = environ.get("PATH_INFO", "")[len(self.prefix) :]
+        self._check_origin(environ)
+        facility = _facility(environ.get("PATH_INFO", "")[len(self.prefix) :])
         if not facility:
             raise HandshakeError("no facility in the URL", HTTPStatus.NOT_FOUND)
         backend = self._backend(environ)
@@ -94,18 +109,37 @@ class WebsocketMiddleware:
         if plan.dropped:
             logger.debug("dropped %s for an anonymous or sessionless client", plan.dropped)
         outbox = Outbox(self.settings.max_pending_messages)
+        recovering = RECOVER_FLAG in flags
+        if recovering:
+            outbox.labels = {ch.encode(): label.encode() for ch, label in plan.labels.items()}
         # Subscribe first and read the stored messages afterwards: a message published in
         # between is then delivered live rather than lost.
         subscriber.subscribe(outbox)
         try:
-            persisted = subscriber.get_persisted_messages()
+            if recovering:
+                since = parse_since(environ.get("QUERY_STRING", ""))
+                initial, skip = subscriber.get_recovery_messages(since)
+            else:
+                initial, skip = subscriber.get_persisted_messages(), None
         except (redis.RedisError, OSError) as exc:
             subscriber.release()
-            raise ServiceUnavailable(f"cannot read persisted messages: {exc}") from exc
-        return backend, headers, request, subscriber, outbox, persisted
+            raise ServiceUnavailable(f"cannot read stored messages: {exc}") from exc
+        return backend, headers, request, subscriber, outbox, (initial, skip)
+
+    def _check_origin(self, environ: dict[str, Any]) -> None:
+        if self.origin_policy is None:
+            return
+        host = environ.get("HTTP_HOST")
+        if self.trusts_forwarded_host and "HTTP_X_FORWARDED_HOST" in environ:
+            host = environ["HTTP_X_FORWARDED_HOST"]  # as Django's get_host() reads it
+        refusal = self.origin_policy.refusal(environ.get("HTTP_ORIGIN"), host)
+        if refusal is not None:
+            raise PermissionDenied(
+                f"{refusal}: list it in WS4REDIS_ALLOWED_ORIGINS (or ALLOWED_HOSTS)"
+            )
 
     def _backend(self, environ: dict[str, Any]) -> Backend:
-        backend = select_backend(environ)
+        backend = select_backend(environ, self.settings.backend)
         if backend is None:
             logger.error(
                 "websocket request to %s on a server that cannot upgrade (%s): run under "
@@ -131,8 +165,8 @@ class WebsocketMiddleware:
         if self.allowed_channels is None:
             return flags
         # As in ws4redis, the callback sees the subscribe/publish flags; echo is not a channel.
-        echo = [flag for flag in flags if flag == ECHO_FLAG]
-        channels = [flag for flag in flags if flag != ECHO_FLAG]
+        echo = [flag for flag in flags if flag in (ECHO_FLAG, RECOVER_FLAG)]
+        channels = [flag for flag in flags if flag not in (ECHO_FLAG, RECOVER_FLAG)]
         allowed = self._guarded(self.allowed_channels, request, channels)
         if allowed is None:  # ws4redis' callbacks may only raise, or return nothing
             return flags
@@ -168,7 +202,7 @@ class WebsocketMiddleware:
     def _relay(
         self, websocket: Any, request: Any, subscriber: Any, outbox: Outbox, persisted: list[Any]
     ) -> None:
-        outbox.put_first(persisted)
+        outbox.put_first(*persisted)
         outbox.attach(websocket)
         relay = Relay(
             websocket,
@@ -184,6 +218,62 @@ class WebsocketMiddleware:
         finally:
             subscriber.release()
             logger.info("WEBSOCKET %s closed (%s)", request.path, relay.close_code)
+
+
+class _Counter:
+    """The websockets of this process, from the start of their handshake to their end."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def enter(self, limit: int | None) -> bool:
+        if limit is not None and self.count >= limit:
+            return False
+        self.count += 1
+        return True
+
+    def leave(self) -> None:
+        self.count -= 1
+
+
+_websockets = _Counter()
+
+
+def open_websockets() -> int:
+    """How many websockets this process serves now, counting handshakes in progress."""
+    return _websockets.count
+
+
+def _facility(raw: str) -> str:
+    # PEP 3333 hands the path over as latin-1 decoded bytes; the facility is UTF-8 text.
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError as exc:
+        raise HandshakeError("the facility in the URL is not valid UTF-8") from exc
+
+
+def _too_many() -> ServiceUnavailable:
+    logger.warning("refusing a websocket: WS4REDIS_MAX_CONNECTIONS reached on this worker")
+    return ServiceUnavailable("too many websockets on this worker, try again later")
+
+
+def _origin_policy(settings: settings_module.Settings, uses_django: bool) -> OriginPolicy | None:
+    if not settings.check_origin:
+        return None
+    allowed_hosts: list[str] = []
+    if uses_django:
+        allowed_hosts = list(_django_setting("ALLOWED_HOSTS") or [])
+        if not allowed_hosts and _django_setting("DEBUG"):
+            allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]  # as Django's get_host()
+    return OriginPolicy.build(
+        settings.allowed_origins, allowed_hosts, settings.allow_missing_origin
+    )
+
+
+def _django_setting(name: str) -> Any:
+    from django.conf import settings
+
+    return getattr(settings, name, None)
 
 
 def _django_configured() -> bool:

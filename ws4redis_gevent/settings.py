@@ -36,6 +36,7 @@ class Settings:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     subscribe_timeout: float = 5.0
+    backend: str | None = None
     max_pending_messages: int = 1000
     publish_rate: float | None = 50.0
     publish_burst: int = 100
@@ -44,6 +45,7 @@ class Settings:
     allow_missing_origin: bool = True
     max_connections: int | None = 10000
     handshake_timeout: float = 10.0
+    history: dict[str, dict[str, int]] | None = None
 
     def __post_init__(self) -> None:
         url = self.websocket_url
@@ -51,6 +53,8 @@ class Settings:
             raise ImproperlyConfigured("WEBSOCKET_URL must start and end with '/'")
         if self.max_message_size <= 0:
             raise ImproperlyConfigured("WS4REDIS_MAX_MESSAGE_SIZE must be positive")
+        if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
+            raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
 
     def replace(self, **options: Any) -> Settings:
         """A copy with ``options`` applied; unknown names raise ImproperlyConfigured."""
