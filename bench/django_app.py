@@ -6,6 +6,7 @@ logged-in USERNAME in groups ``bench``: the benchmark's clients send it with eve
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -24,7 +25,10 @@ def index(request: object) -> HttpResponse:
 
 urlpatterns = [path("", index)]
 
-application = WebsocketMiddleware(get_wsgi_application())
+# Options from fanout.py --app-options override the Django settings.
+application = WebsocketMiddleware(
+    get_wsgi_application(), **json.loads(os.environ.get("WS4REDIS_BENCH_OPTIONS") or "{}")
+)
 
 
 def session_cookie(username: str) -> str:

@@ -2,8 +2,10 @@
 
 Each payload is ASCII text, ``"RUN SEQ TIMESTAMP_NS "`` padded with ``x`` to the message size,
 where TIMESTAMP_NS is ``time.monotonic_ns()`` (CLOCK_MONOTONIC, the clock of bench/wsclient.c)
-taken when the message is sent. At a rate, message i leaves at ``start + i / rate``; flat out
-(rate 0), messages go in pipelined chunks, each chunk's replies read before the next is sent.
+taken when the message is sent. At a rate, message i leaves at ``start + i / rate`` whether or
+not Redis has answered the previous ones (an open loop: a slow server shows as latency, not as
+a slower publisher); flat out (rate 0), messages go in pipelined chunks, each chunk's replies
+read before the next is sent.
 
 Also a command: ``python bench/publisher.py PORT CHANNEL COUNT [RATE [SIZE [RUN]]]``.
 """
@@ -11,6 +13,7 @@ Also a command: ``python bench/publisher.py PORT CHANNEL COUNT [RATE [SIZE [RUN]
 from __future__ import annotations
 
 import json
+import select
 import socket
 import sys
 import time
@@ -41,8 +44,11 @@ def payload(run: int, seq: int, size: int) -> bytes:
 
 def command(channel: bytes, data: bytes) -> bytes:
     return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
-        len(channel), channel, len(data), data,
-    )  # fmt: skip
+        len(channel),
+        channel,
+        len(data),
+        data,
+    )
 
 
 class Publisher:
@@ -53,8 +59,9 @@ class Publisher:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffer = b""
         name_bytes = name.encode()
-        self.sock.sendall(b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$%d\r\n%s\r\n" % (
-            len(name_bytes), name_bytes))  # fmt: skip
+        self.sock.sendall(
+            b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$%d\r\n%s\r\n" % (len(name_bytes), name_bytes)
+        )
         if self._read_line() != b"+OK":
             raise ConnectionError("CLIENT SETNAME failed")
 
@@ -75,6 +82,15 @@ class Publisher:
             self._buffer += data
         line, self._buffer = self._buffer.split(b"\r\n", 1)
         return line
+
+    def _read_ready_counts(self) -> list[int]:
+        """The replies to PUBLISH that arrived so far, without waiting for more."""
+        while select.select([self.sock], [], [], 0)[0]:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("redis closed the connection")
+            self._buffer += data
+        return self._read_counts(self._buffer.count(b"\r\n"))
 
     def _read_counts(self, count: int) -> list[int]:
         """Read ``count`` integer replies to PUBLISH."""
@@ -103,7 +119,9 @@ class Publisher:
                 first = first or time.monotonic_ns()
                 self.sock.sendall(command(encoded, payload(run, seq, size)))
                 last = time.monotonic_ns()
-                receivers.extend(self._read_counts(1))
+                # Open loop: the schedule does not wait for Redis' replies, read as they come.
+                receivers.extend(self._read_ready_counts())
+            receivers.extend(self._read_counts(count - len(receivers)))
         else:
             first = time.monotonic_ns()
             for base in range(0, count, CHUNK):

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #define SCRATCH_SIZE (1 << 20)
+#define ULL(x) ((unsigned long long)(x))
 #define MAX_HEADER 16384
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -98,6 +99,7 @@ static uint64_t g_per_conn;
 static uint64_t g_run_conns;
 static uint64_t g_received, g_out_of_order, g_gaps, g_stale, g_bad, g_done_conns;
 static uint64_t g_closed_in_run;
+static uint64_t g_pings; /* pings answered, since the start */
 static uint64_t g_first_recv, g_last_recv, g_run_start, g_deadline;
 static double g_cpu_start;
 
@@ -192,7 +194,7 @@ static double hist_pct(const struct hist *h, double pct) {
 static void print_pcts(FILE *f, const struct hist *h) {
     fprintf(f, "{\"count\":%llu,\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
                "\"p999\":%.1f,\"max\":%.1f}",
-            (unsigned long long)h->count, h->count ? h->sum / h->count / 1e3 : 0.0,
+            ULL(h->count), h->count ? h->sum / h->count / 1e3 : 0.0,
             hist_pct(h, 50) / 1e3, hist_pct(h, 90) / 1e3, hist_pct(h, 99) / 1e3,
             hist_pct(h, 99.9) / 1e3, (double)h->max / 1e3);
 }
@@ -205,10 +207,19 @@ static void print_buckets(FILE *f, const struct hist *h) {
         if (!h->n[i])
             continue;
         fprintf(f, "%s[%.3f,%llu]", first ? "" : ",", bucket_high(i) / 1e3,
-                (unsigned long long)h->n[i]);
+                ULL(h->n[i]));
         first = 0;
     }
     fputc(']', f);
+}
+
+/* ,"error":"first error seen" (quotes, backslashes and control characters left out) */
+static void print_error(void) {
+    printf(",\"error\":\"");
+    for (const char *p = g_first_error; *p; p++)
+        if (*p != '"' && *p != '\\' && (unsigned char)*p >= 32)
+            putchar(*p);
+    putchar('"');
 }
 
 static struct hist g_lat;        /* message latency of the current run */
@@ -503,14 +514,22 @@ static size_t parse_frames(struct conn *c, const char *data, size_t len, uint64_
             g_bad++;
             break;
         case 0x9:
+            g_pings++;
             send_control(c, 0xA, (const unsigned char *)payload, (size_t)plen);
             break;
         case 0xA:
             break;
-        case 0x8:
-            send_control(c, 0x8, (const unsigned char *)payload, plen >= 2 ? 2 : 0);
-            fail_conn(c, "server closed the websocket");
+        case 0x8: { /* close: answer with the same code, and report code and reason */
+            const unsigned char *u = (const unsigned char *)payload;
+            int code = plen >= 2 ? (u[0] << 8 | u[1]) : 1005;
+            int rlen = plen > 2 ? (int)(plen - 2 > 120 ? 120 : plen - 2) : 0;
+            char why[200];
+            snprintf(why, sizeof why, "server closed the websocket: %d %.*s", code, rlen,
+                     payload + 2);
+            send_control(c, 0x8, u, plen >= 2 ? 2 : 0);
+            fail_conn(c, why);
             return len;
+        }
         default:
             fail_conn(c, "unknown opcode");
             return len;
@@ -736,11 +755,8 @@ static void print_ready(void) {
            "\"handshake_us\":",
            g_open, g_failed, secs, secs > 0 ? g_open / secs : 0.0);
     print_pcts(stdout, &g_hs);
-    printf(",\"error\":\"");
-    for (const char *p = g_first_error; *p; p++)
-        if (*p != '"' && *p != '\\' && (unsigned char)*p >= 32)
-            putchar(*p);
-    printf("\"}\n");
+    print_error();
+    printf("}\n");
     fflush(stdout);
     g_ready_printed = 1;
 }
@@ -777,19 +793,18 @@ static void finish_run(int timed_out) {
     double cpu = cpu_seconds() - g_cpu_start;
     double wall = (end - g_run_start) / 1e9;
     uint64_t expected = g_run_conns * g_per_conn;
-    printf("{\"run\":%ld,\"conns\":%llu,\"expected\":%llu,\"received\":%llu,\"lost\":%llu,"
-           "\"gaps\":%llu,\"out_of_order\":%llu,\"stale\":%llu,\"malformed\":%llu,"
-           "\"closed\":%llu,\"timed_out\":%s,\"run_start_ns\":%llu,\"first_recv_ns\":%llu,"
-           "\"last_recv_ns\":%llu,\"wall_s\":%.4f,\"cpu_s\":%.4f,\"latency_us\":",
-           g_run_id, (unsigned long long)g_run_conns, (unsigned long long)expected,
-           (unsigned long long)g_received,
-           (unsigned long long)(expected > g_received ? expected - g_received : 0),
-           (unsigned long long)g_gaps, (unsigned long long)g_out_of_order,
-           (unsigned long long)g_stale, (unsigned long long)g_bad,
-           (unsigned long long)g_closed_in_run, timed_out ? "true" : "false",
-           (unsigned long long)g_run_start, (unsigned long long)g_first_recv,
-           (unsigned long long)g_last_recv, wall, cpu);
+    uint64_t lost = expected > g_received ? expected - g_received : 0;
+    printf("{\"run\":%ld,\"conns\":%llu,\"expected\":%llu,\"received\":%llu,\"lost\":%llu,",
+           g_run_id, ULL(g_run_conns), ULL(expected), ULL(g_received), ULL(lost));
+    printf("\"gaps\":%llu,\"out_of_order\":%llu,\"stale\":%llu,\"malformed\":%llu,",
+           ULL(g_gaps), ULL(g_out_of_order), ULL(g_stale), ULL(g_bad));
+    printf("\"closed\":%llu,\"pings\":%llu,\"timed_out\":%s,", ULL(g_closed_in_run),
+           ULL(g_pings), timed_out ? "true" : "false");
+    printf("\"run_start_ns\":%llu,\"first_recv_ns\":%llu,\"last_recv_ns\":%llu,",
+           ULL(g_run_start), ULL(g_first_recv), ULL(g_last_recv));
+    printf("\"wall_s\":%.4f,\"cpu_s\":%.4f,\"latency_us\":", wall, cpu);
     print_pcts(stdout, &g_lat);
+    print_error();
     printf(",\"hist\":");
     print_buckets(stdout, &g_lat);
     printf("}\n");
@@ -835,11 +850,8 @@ static void handshake_report(void) {
            g_count, ok, g_failed, g_concurrency, secs, secs > 0 ? ok / secs : 0.0,
            cpu_seconds());
     print_pcts(stdout, &g_hs);
-    printf(",\"error\":\"");
-    for (const char *p = g_first_error; *p; p++)
-        if (*p != '"' && *p != '\\' && (unsigned char)*p >= 32)
-            putchar(*p);
-    printf("\"}\n");
+    print_error();
+    printf("}\n");
     fflush(stdout);
 }
 
@@ -847,7 +859,8 @@ static void usage(void) {
     fprintf(stderr,
             "usage: wsclient ws|redis|handshake --port P [--host 127.0.0.1] [--conns N]\n"
             "       [--count H] [--concurrency C] [--connect-timeout S] [--path /ws/F?flags]\n"
-            "       [--cookie 'name=value'] [--channel broadcast:F] [--name bench-sub] [--resp3]\n");
+            "       [--cookie 'name=value'] [--channel broadcast:F] [--name bench-sub]\n"
+            "       [--resp3]\n");
     exit(2);
 }
 
@@ -913,7 +926,7 @@ int main(int argc, char **argv) {
     uint64_t connect_deadline = g_t0 + (uint64_t)(g_connect_timeout * 1e9);
     start_more(total);
     struct epoll_event events[1024];
-    int stdin_open = g_mode != MODE_HANDSHAKE;
+    int quit = 0;
     for (;;) {
         int n = epoll_wait(g_ep, events, 1024, g_running || !g_ready_printed ? 20 : 200);
         if (n < 0 && errno != EINTR)
@@ -922,7 +935,7 @@ int main(int argc, char **argv) {
             struct conn *c = events[i].data.ptr;
             if (!c) {
                 if (!on_stdin()) {
-                    stdin_open = 0;
+                    quit = 1;
                     break;
                 }
                 continue;
@@ -935,7 +948,7 @@ int main(int argc, char **argv) {
             if (c->fd >= 0 && e & (EPOLLIN | EPOLLERR | EPOLLHUP))
                 on_readable(c);
         }
-        if (!stdin_open)
+        if (quit)
             break;
         uint64_t now = now_ns();
         if (g_started < total || g_inflight > 0) {

@@ -1,0 +1,436 @@
+#!/usr/bin/env python3
+"""The fan-out benchmark (issue #8): messages per second one worker pushes to many websockets.
+
+    .venv/bin/python bench/fanout.py [--clients 1000] [--messages 2000] [--rates 200,0]
+                                     [--targets redis,gunicorn,uwsgi] [--quick] [--no-pin] ...
+
+For each target it starts the server under test, connects ``--clients`` websockets subscribed
+to one broadcast facility (timing the handshakes), measures the server's memory per idle
+connection and its Redis connections, then for each rate publishes ``--messages`` messages of
+``--size`` bytes straight to Redis and measures deliveries per second, loss, order, latency and
+the server's CPU per delivery. Targets:
+
+    redis     the baseline: the clients subscribe to Redis directly; redis-server is the server
+    gunicorn  gunicorn -k ws4redis_gevent.gunicorn.GeventWebSocketWorker -w 1 bench.app
+    uwsgi     uwsgi --http-socket --gevent 20000 bench.app (skipped when it does not serve)
+
+Then ``--handshakes`` websocket handshakes (100 in flight) against each server, and against
+gunicorn serving the Django variant (bench/django_app.py: a signed-cookie session, with the
+user and groups read from it). With two CPUs or more, the server under test runs on the first
+CPU and everything else (load client, publisher, the driver, redis-server when it is not the
+server under test) on the second.
+
+Output: one JSON line per (target, rate) run and per handshake run, then a summary line with
+the ratios of each target to the Redis baseline at the same rate. Progress goes to stderr.
+bench/README.md explains every field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from redis_server import RedisServer, execute, free_port  # noqa: E402
+
+from bench.loadclient import (  # noqa: E402
+    LoadClient,
+    build_client,
+    merged_latency,
+    run_handshakes,
+    split,
+)
+from bench.measure import (  # noqa: E402
+    CLK_TCK,
+    Cpus,
+    cpu_busy,
+    cpu_seconds,
+    pin,
+    raise_nofile,
+    rss_kb,
+    settled_rss_kb,
+)
+from bench.publisher import Publisher  # noqa: E402
+from bench.servers import Server, find_uwsgi, server_env, start_gunicorn, start_uwsgi  # noqa: E402
+
+TARGETS = ("redis", "gunicorn", "uwsgi")
+FACILITY = "bench"
+CHANNEL = f"broadcast:{FACILITY}"
+WS_PATH = f"/ws/{FACILITY}?subscribe-broadcast"
+DJANGO_PATH = f"/ws/{FACILITY}?subscribe-broadcast&subscribe-user&subscribe-group"
+SESSION_USER = "benchuser"  # bench/django_app.py puts this user in the group "bench"
+FULL = {"clients": 1000, "messages": 2000, "handshakes": 2000, "run_timeout": 60.0}
+QUICK = {"clients": 10, "messages": 50, "handshakes": 100, "run_timeout": 20.0}
+MIN_CPU_TICKS = 10  # less server CPU than this is too coarse to divide into per-delivery costs
+
+
+def log(message: str) -> None:
+    print(f"fanout: {message}", file=sys.stderr, flush=True)
+
+
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def per(numerator: float, denominator: float | None, digits: int = 3) -> float | None:
+    return round(numerator / denominator, digits) if denominator else None
+
+
+def redis_pid(redis: RedisServer) -> int:
+    assert redis._proc is not None, "redis-server is not running"
+    return redis._proc.pid
+
+
+class Skipped(Exception):
+    """A target that cannot be measured here (e.g. uWSGI without a uWSGI backend)."""
+
+
+@dataclass
+class UnderTest:
+    """The server under test of one target: where clients connect, which processes to watch."""
+
+    name: str
+    mode: str  # wsclient mode: "ws" or "redis"
+    port: int
+    pids: list[int]
+    server: Server | None = None  # None for the Redis baseline
+
+
+class Bench:
+    """One invocation: a redis-server, the options, and the records emitted so far."""
+
+    def __init__(self, args: argparse.Namespace, redis: RedisServer, cpus: Cpus) -> None:
+        self.args = args
+        self.redis = redis
+        self.cpus = cpus
+        self.binary = build_client()
+        self.uwsgi = find_uwsgi()
+        self.records: list[dict[str, Any]] = []
+        self._run_id = 0
+
+    def emit(self, record: dict[str, Any]) -> None:
+        emit(record)
+        self.records.append(record)
+
+    # -- targets ---------------------------------------------------------------------------
+
+    def target(self, name: str) -> None:
+        """Measure one target: idle connections, then one run per rate, then handshakes."""
+        try:
+            under_test = self._start(name)
+        except Skipped as exc:
+            log(f"{name}: skipped: {exc}")
+            self.emit({"target": name, "skipped": str(exc)})
+            return
+        try:
+            self._fanout(under_test)
+            if under_test.server is not None and self.args.handshakes:
+                self._handshakes(under_test, "plain", WS_PATH)
+        finally:
+            if under_test.server is not None:
+                under_test.server.stop()
+            else:
+                pin(under_test.pids[0], self.cpus.load)
+
+    def _start(self, name: str) -> UnderTest:
+        env = server_env(self.redis.url, self.args.app_options)
+        if name == "redis":
+            # The baseline's server under test is redis-server: it gets the server CPU.
+            pid = redis_pid(self.redis)
+            pin(pid, self.cpus.server)
+            return UnderTest(name, "redis", self.redis.port, [pid])
+        if name == "gunicorn":
+            server = start_gunicorn(free_port(), env, self.cpus)
+        elif self.uwsgi is None:
+            raise Skipped("no uwsgi binary (pip install uwsgi)")
+        else:
+            try:
+                server = start_uwsgi(free_port(), env, self.cpus, self.uwsgi)
+            except RuntimeError as exc:
+                raise Skipped(f"uwsgi did not start: {exc}") from exc
+        # One handshake: checks that websockets are served, and warms the worker up (imports,
+        # the hub and its Redis connection) so that idle memory is measured after that.
+        probe = run_handshakes(self.binary, server.port, 1, WS_PATH)
+        if probe["ok"] != 1:
+            server.stop()
+            raise Skipped(f"no websocket served: {probe['error']}; log: {server.log_path}")
+        return UnderTest(name, "ws", server.port, server.workers(), server)
+
+    def _fanout(self, under_test: UnderTest) -> None:
+        args = self.args
+        pids = under_test.pids
+        rss_idle = settled_rss_kb(pids)
+        extra = ["--channel", CHANNEL] if under_test.mode == "redis" else ["--path", WS_PATH]
+        log(f"{under_test.name}: connecting {args.clients} clients")
+        started = time.monotonic()
+        clients = [
+            LoadClient(self.binary, under_test.mode, under_test.port, n, extra)
+            for n in split(args.clients, args.client_procs)
+        ]
+        try:
+            readies = [client.ready() for client in clients]
+            connect_s = time.monotonic() - started
+            connected = sum(r["connected"] for r in readies)
+            rss_connected = settled_rss_kb(pids)
+            idle = {
+                "target": under_test.name,
+                "clients": args.clients,
+                "connected": connected,
+                "connect_errors": [r["error"] for r in readies if r["error"]][:3],
+                "connect_s": round(connect_s, 3),
+                "connects_per_s": per(connected, connect_s, 1),
+                "handshake_us": {
+                    k: max(r["handshake_us"][k] for r in readies)
+                    for k in ("p50", "p90", "p99", "max")
+                },
+                "server_pids": pids,
+                "rss_idle_kb": rss_idle,
+                "rss_connected_kb": rss_connected,
+                "kb_per_connection": per(rss_connected - rss_idle, connected, 2),
+                "redis_connections": self._redis_connections(under_test),
+            }
+            for rate in args.rates:
+                record = {**idle, **self._publish_run(under_test, clients, connected, rate)}
+                if under_test.server is not None and not under_test.server.alive:
+                    record["server_died"] = under_test.server.output()
+                self.emit(record)
+        finally:
+            for client in clients:
+                client.stop()
+
+    def _redis_connections(self, under_test: UnderTest) -> int:
+        """Connections to Redis the target needs: the server's (not named bench-*), or, for
+        the baseline, the subscribers themselves."""
+        listing = execute(self.redis, "CLIENT", "LIST").decode().splitlines()
+        names = [dict(p.split("=", 1) for p in line.split() if "=" in p) for line in listing]
+        theirs = [n for n in names if not n.get("cmd", "").startswith("client")]  # not ours
+        if under_test.mode == "redis":
+            return sum(1 for n in theirs if n.get("name") == "bench-sub")
+        return sum(1 for n in theirs if not n.get("name", "").startswith("bench-"))
+
+    # -- one publishing run ----------------------------------------------------------------
+
+    def _publish_run(
+        self, under_test: UnderTest, clients: list[LoadClient], connected: int, rate: float
+    ) -> dict[str, Any]:
+        args = self.args
+        self._run_id += 1
+        timeout = (args.messages / rate if rate else 0) + args.run_timeout
+        log(f"run {self._run_id}: {args.messages} messages at {rate or 'flat out'} msg/s")
+        pids = under_test.pids
+        # The load CPU: the clients (they report their own), this process (the publisher) and
+        # redis-server when it is not the server under test.
+        load_pids = [os.getpid()] + ([redis_pid(self.redis)] if under_test.mode == "ws" else [])
+        cpu0, load0, busy0 = cpu_seconds(pids), cpu_seconds(load_pids), cpu_busy(self.cpus.server)
+        wall0 = time.monotonic()
+        for client in clients:
+            client.start_run(self._run_id, args.messages, timeout)
+        with Publisher(self.redis.host, self.redis.port) as publisher:
+            sent = publisher.publish(CHANNEL, args.messages, rate, args.size, self._run_id)
+        reports = [client.result(timeout + 30) for client in clients]
+        wall = time.monotonic() - wall0
+        server_cpu = cpu_seconds(pids) - cpu0
+        load_cpu = cpu_seconds(load_pids) - load0
+        busy1 = cpu_busy(self.cpus.server)
+        received = sum(r["received"] for r in reports)
+        last = max(r["last_recv_ns"] for r in reports)
+        span = (last - sent.first_send_ns) / 1e9 if received else 0.0
+        client_cpu = sum(r["cpu_s"] for r in reports)
+        measurable = server_cpu * CLK_TCK >= MIN_CPU_TICKS
+
+        def total(key: str) -> int:
+            return sum(r[key] for r in reports)
+
+        return {
+            "rate": rate,
+            "messages": args.messages,
+            "size": args.size,
+            "publish_s": round(sent.seconds, 4),
+            "publish_msgs_per_s": per(sent.published, sent.seconds, 1),
+            "redis_receivers": sorted({sent.receivers_min, sent.receivers_max}),
+            "expected": total("expected"),
+            "received": received,
+            "lost": total("lost"),
+            "out_of_order": total("out_of_order"),
+            "gaps": total("gaps"),
+            "stale": total("stale"),
+            "malformed": total("malformed"),
+            "closed": total("closed"),
+            "pings_answered": total("pings"),
+            "client_errors": [r["error"] for r in reports if r["error"]][:3],
+            "timed_out": any(r["timed_out"] for r in reports),
+            "delivery_s": round(span, 4),
+            "deliveries_per_s": per(received, span, 1),
+            "latency_us": merged_latency(reports),
+            "server_cpu_s": round(server_cpu, 3),
+            "server_cpu_share": per(server_cpu, wall),
+            "server_cpu_busy_share": per(busy1[0] - busy0[0], busy1[1] - busy0[1]),
+            "cpu_us_per_delivery": per(server_cpu * 1e6, received) if measurable else None,
+            "client_cpu_s": round(client_cpu, 3),
+            "client_cpu_share": per(client_cpu, wall),
+            "load_cpu_share": per(client_cpu + load_cpu, wall),
+            "run_wall_s": round(wall, 3),
+            "rss_after_kb": rss_kb(pids),
+        }
+
+    # -- handshakes ------------------------------------------------------------------------
+
+    def _handshakes(
+        self, under_test: UnderTest, app: str, path: str, cookie: str | None = None, **extra: Any
+    ) -> None:
+        log(f"{under_test.name}/{app}: {self.args.handshakes} handshakes")
+        cpu0 = cpu_seconds(under_test.pids)
+        result = run_handshakes(self.binary, under_test.port, self.args.handshakes, path, cookie)
+        server_cpu = cpu_seconds(under_test.pids) - cpu0
+        del result["mode"]
+        measurable = server_cpu * CLK_TCK >= MIN_CPU_TICKS
+        self.emit({
+            "target": under_test.name,
+            "app": app,
+            "mode": "handshake",
+            "path": path,
+            **result,
+            "server_cpu_s": round(server_cpu, 3),
+            "cpu_us_per_handshake": per(server_cpu * 1e6, result["ok"], 1) if measurable else None,
+            **extra,
+        })  # fmt: skip
+
+    def django_handshakes(self) -> None:
+        """Handshakes against gunicorn serving Django, each one loading a session."""
+        env = server_env(
+            self.redis.url, self.args.app_options, DJANGO_SETTINGS_MODULE="bench.django_settings"
+        )
+        cookie = subprocess.run(
+            [sys.executable, "-m", "bench.django_app", "cookie", SESSION_USER],
+            cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,
+        ).stdout.strip()  # fmt: skip
+        server = start_gunicorn(free_port(), env, self.cpus, "bench.django_app:application")
+        try:
+            under_test = UnderTest("gunicorn", "ws", server.port, server.workers(), server)
+            self._handshakes(
+                under_test, "django", DJANGO_PATH, cookie,
+                session_verified=self._session_used(server.port, cookie),
+            )  # fmt: skip
+        finally:
+            server.stop()
+
+    def _session_used(self, port: int, cookie: str) -> bool:
+        """Whether a handshake with ``cookie`` subscribed the session user's and group's
+        channels: proof that the server really loaded the session."""
+        client = LoadClient(self.binary, "ws", port, 1, ["--path", DJANGO_PATH, "--cookie", cookie])
+        try:
+            client.ready()
+            channels = {c.decode() for c in execute(self.redis, "PUBSUB", "CHANNELS")}
+        finally:
+            client.stop()
+        wanted = {f"user:{SESSION_USER}:{FACILITY}", f"group:bench:{FACILITY}"}
+        if not wanted <= channels:
+            log(f"django: the session was not used; subscribed channels: {sorted(channels)}")
+        return wanted <= channels
+
+    # -- the summary -----------------------------------------------------------------------
+
+    def summary(self, elapsed: float, nofile: int, loadavg: float) -> dict[str, Any]:
+        runs = [r for r in self.records if "rate" in r]
+        baseline = {r["rate"]: r for r in runs if r["target"] == "redis"}
+        ratios = []
+        for run in runs:
+            base = baseline.get(run["rate"])
+            if run["target"] == "redis" or base is None:
+                continue
+            ratio = {"target": run["target"], "rate": run["rate"]}
+            for name, key in (
+                ("deliveries_per_s_ratio", ("deliveries_per_s",)),
+                ("p50_ratio", ("latency_us", "p50")),
+                ("p99_ratio", ("latency_us", "p99")),
+                ("cpu_us_per_delivery_ratio", ("cpu_us_per_delivery",)),
+            ):
+                ratio[name] = per(_get(run, key) or 0, _get(base, key))
+            ratios.append(ratio)
+        return {
+            "summary": True,
+            "elapsed_s": round(elapsed, 1),
+            "loadavg_1min": [loadavg, round(os.getloadavg()[0], 2)],
+            "pinned": self.cpus.pinned,
+            "server_cpu": self.cpus.server,
+            "load_cpu": self.cpus.load,
+            "nofile": nofile,
+            "clients": self.args.clients,
+            "messages": self.args.messages,
+            "size": self.args.size,
+            "app_options": self.args.app_options,
+            "ratios": ratios,
+            "load_cpu_saturated": [
+                {k: r[k] for k in ("target", "rate", "client_cpu_share", "load_cpu_share")}
+                for r in runs
+                if (r["load_cpu_share"] or 0) > 0.9 and r["run_wall_s"] >= 1
+            ],
+            "lost_total": sum(r["lost"] for r in runs),
+            "skipped": [r["target"] for r in self.records if "skipped" in r],
+        }
+
+
+def _get(record: dict[str, Any], key: tuple[str, ...]) -> Any:
+    for part in key:
+        record = record.get(part) if isinstance(record, dict) else None  # type: ignore[assignment]
+    return record
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    add = parser.add_argument
+    add("--clients", type=int, help="websockets per target (1000; --quick: 10)")
+    add("--messages", type=int, help="messages per run (2000; --quick: 50)")
+    add("--size", type=int, default=100, help="message size in bytes (100)")
+    add("--rates", default="200,0", help="one run per rate, msg/s; 0 = flat out (200,0)")
+    add("--targets", default=",".join(TARGETS), help="of redis,gunicorn,uwsgi (all)")
+    add("--handshakes", type=int, help="handshakes per server (2000; --quick: 100; 0: none)")
+    add("--client-procs", type=int, default=1, help="load client processes (1)")
+    add("--run-timeout", type=float, help="seconds a run may last after publishing (60)")
+    add("--app-options", type=json.loads, default={}, help='middleware options, JSON: {"a": 1}')
+    add("--no-pin", action="store_true", help="leave processes on every CPU")
+    add("--quick", action="store_true", help="a smoke run: small defaults, about 15 s")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.rates = [float(rate) for rate in args.rates.split(",")]
+    args.targets = args.targets.split(",")
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    started, loadavg = time.monotonic(), round(os.getloadavg()[0], 2)
+    cpus = Cpus.plan(args.no_pin)
+    nofile = raise_nofile()
+    log(f"pinned: {cpus.pinned} (server CPU {cpus.server}, load CPU {cpus.load}); nofile {nofile}")
+    if args.clients + 100 > nofile:
+        log(f"warning: RLIMIT_NOFILE is {nofile}: {args.clients} clients may not all connect")
+    redis_args = ["--maxclients", str(max(10000, args.clients + 100))]
+    with RedisServer(args=redis_args) as redis:
+        bench = Bench(args, redis, cpus)
+        for target in args.targets:
+            bench.target(target)
+        if args.handshakes and "gunicorn" in args.targets:
+            bench.django_handshakes()
+        emit(bench.summary(time.monotonic() - started, nofile, loadavg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

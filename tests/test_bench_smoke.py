@@ -1,0 +1,76 @@
+"""The fan-out benchmark (bench/fanout.py) runs end to end and counts every message right.
+
+A smoke run: 10 clients, 50 messages flat out, against the Redis baseline and gunicorn, plus the
+handshake runs. Only counts are checked, never timings.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS, MESSAGES, HANDSHAKES = 10, 50, 100  # what --quick means
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict[str, Any]]:
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler for bench/wsclient.c")
+    cmd = [sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick",
+           "--targets", "redis,gunicorn", "--rates", "0"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def fanout_run(records: list[dict[str, Any]], target: str) -> dict[str, Any]:
+    (run,) = [r for r in records if r.get("target") == target and "rate" in r]
+    return run
+
+
+@pytest.mark.parametrize("target", ["redis", "gunicorn"])
+def test_every_client_gets_every_message_in_order(records, target):
+    """Each of the 10 clients receives the 50 messages, none lost, none out of order."""
+    run = fanout_run(records, target)
+    assert run["rate"] == 0
+    assert run["connected"] == CLIENTS
+    assert run["expected"] == run["received"] == CLIENTS * MESSAGES
+    assert run["latency_us"]["count"] == CLIENTS * MESSAGES
+    assert run["lost"] == run["out_of_order"] == run["gaps"] == 0
+    assert run["stale"] == run["malformed"] == run["closed"] == 0
+    assert not run["timed_out"]
+    assert run["client_errors"] == []
+
+
+def test_redis_connections_one_per_client_for_redis_not_for_gunicorn(records):
+    """The baseline needs a Redis connection per client; the gunicorn worker shares one hub."""
+    redis, gunicorn = fanout_run(records, "redis"), fanout_run(records, "gunicorn")
+    assert redis["redis_connections"] == CLIENTS
+    assert redis["redis_receivers"] == [CLIENTS]
+    assert 1 <= gunicorn["redis_connections"] < CLIENTS
+    assert gunicorn["redis_receivers"] == [1]
+
+
+def test_handshake_runs_complete_and_django_reads_the_session(records):
+    """Every handshake of the plain and the Django app gets its 101; Django used the session."""
+    runs = {r["app"]: r for r in records if r.get("mode") == "handshake"}
+    assert set(runs) == {"plain", "django"}
+    for run in runs.values():
+        assert (run["ok"], run["failed"]) == (HANDSHAKES, 0)
+    assert runs["django"]["session_verified"] is True
+
+
+def test_summary_has_ratios_to_the_baseline(records):
+    """The last line sums up: no loss, and gunicorn's ratios to Redis at the same rate."""
+    summary = records[-1]
+    assert summary["summary"] is True
+    assert summary["lost_total"] == 0
+    assert summary["skipped"] == []
+    assert [(r["target"], r["rate"]) for r in summary["ratios"]] == [("gunicorn", 0.0)]
