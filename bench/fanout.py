@@ -28,8 +28,11 @@ bench/README.md explains every field.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -233,12 +236,14 @@ class Bench:
         load_pids = [os.getpid()] + ([redis_pid(self.redis)] if under_test.mode == "ws" else [])
         cpu0, load0, busy0 = cpu_seconds(pids), cpu_seconds(load_pids), cpu_busy(self.cpus.server)
         wall0 = time.monotonic()
+        profiler = self._start_profiler(under_test, rate)
         for client in clients:
             client.start_run(self._run_id, args.messages, timeout)
         with Publisher(self.redis.host, self.redis.port) as publisher:
             sent = publisher.publish(CHANNEL, args.messages, rate, args.size, self._run_id)
         reports = [client.result(timeout + 30) for client in clients]
         wall = time.monotonic() - wall0
+        profile = self._stop_profiler(profiler)
         server_cpu = cpu_seconds(pids) - cpu0
         load_cpu = cpu_seconds(load_pids) - load0
         busy1 = cpu_busy(self.cpus.server)
@@ -281,7 +286,58 @@ class Bench:
             "load_cpu_share": per(client_cpu + load_cpu, wall),
             "run_wall_s": round(wall, 3),
             "rss_after_kb": rss_kb(pids),
+            **profile,
         }
+
+    # -- profiling (--profile DIR, with py-spy) --------------------------------------------
+
+    def _start_profiler(
+        self, under_test: UnderTest, rate: float
+    ) -> tuple[subprocess.Popen[bytes], Path] | None:
+        if not self.args.profile or under_test.mode != "ws":
+            return None
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not os.access(spy, os.X_OK):
+            log("--profile: no py-spy (pip install py-spy): not profiling")
+            return None
+        out = Path(self.args.profile) / f"{under_test.name}-rate{rate:g}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Sampling is done from the load CPU; the worker is not slowed (--nonblocking).
+        command = [spy, "record", "--pid", str(under_test.pids[-1]), "--rate", "1000",
+                   "--format", "raw", "--nonblocking", "--output", str(out)]  # fmt: skip
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached before the first message
+        return proc, out
+
+    def _stop_profiler(
+        self, profiler: tuple[subprocess.Popen[bytes], Path] | None
+    ) -> dict[str, Any]:
+        if profiler is None:
+            return {}
+        proc, out = profiler
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return {"profile": str(out), "profile_top": profile_top(out)}
+
+
+def profile_top(path: Path, count: int = 12) -> list[list[Any]]:
+    """The functions the sampled process spent its time in (self time: the innermost frame of
+    each sample), as [function, share of the samples], from py-spy's raw (collapsed) output."""
+    leaves: dict[str, int] = {}
+    total = 0
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            stack, _, samples = line.rpartition(" ")
+            if not stack or not samples.isdigit():
+                continue
+            leaf = stack.rsplit(";", 1)[-1]
+            leaves[leaf] = leaves.get(leaf, 0) + int(samples)
+            total += int(samples)
+    ranked = sorted(leaves.items(), key=lambda item: -item[1])[:count]
+    return [[name, round(n / total, 3)] for name, n in ranked] if total else []
 
     # -- handshakes ------------------------------------------------------------------------
 
@@ -399,6 +455,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--run-timeout", type=float, help="seconds a run may last after publishing (60)")
     add("--app-options", type=json.loads, default={}, help='middleware options, JSON: {"a": 1}')
     add("--no-pin", action="store_true", help="leave processes on every CPU")
+    add("--profile", metavar="DIR", help="sample the worker with py-spy during each run")
     add("--quick", action="store_true", help="a smoke run: small defaults, about 15 s")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL

@@ -1,13 +1,18 @@
 """The relay loop between one websocket and Redis, written once for every backend.
 
-Two greenlets per websocket: the reader (the request's own greenlet) receives frames and
-publishes; the writer drains the outbox, which the hub fills, and keeps the timers (protocol
-pings that detect dead peers, the application heartbeat of WS4REDIS_HEARTBEAT).
+One greenlet per websocket, the request's own: it receives frames and publishes. The hub
+writes what it delivers straight to the socket (``Outbox.flush``); only when a socket cannot
+take everything at once does a writer greenlet start, finish the job and end. One greenlet per
+process keeps the timers of every websocket (``Keepalive``: protocol pings that detect dead
+peers, the application heartbeat of WS4REDIS_HEARTBEAT). An idle websocket thus costs one
+parked greenlet, its socket and a few small objects.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import time
 import weakref
@@ -21,7 +26,7 @@ import redis
 
 from .backends import WebSocket
 from .exceptions import ConnectionClosed, ProtocolError
-from .frames import Close, CloseCode, Message, Ping
+from .frames import Close, CloseCode, Message, Opcode, Ping, encode_frame
 from .history import entry_id
 from .hub import CONNECTION_LOST_HOOKS, Hub, Outgoing
 from .settings import Settings
@@ -41,8 +46,9 @@ class Outbox:
     The fast path: the hub appends to every subscribed outbox while it drains Redis, then
     calls ``flush`` on each outbox that received something, still in the hub's greenlet. A flush
     joins the pending frames and writes them with one non-blocking system call. Only when the
-    socket cannot take everything does the websocket's writer greenlet wake up to finish the
-    job with blocking writes, and until it is done later messages queue behind.
+    socket cannot take everything does a writer greenlet start (``on_backlog``) to finish the
+    job with blocking writes; until it is done later messages queue behind, and it ends when
+    nothing is left.
 
     Without ``&echo``, a websocket does not receive the messages it published itself. The
     outbox knows which ones those are because the relay tells it (``expect_echo``) before
@@ -53,7 +59,6 @@ class Outbox:
 
     __slots__ = (
         "_items",
-        "_ready",
         "_expected",
         "_leftover",
         "_writing",
@@ -61,6 +66,7 @@ class Outbox:
         "limit",
         "overflowed",
         "on_overflow",
+        "on_backlog",
         "labels",
         "_skip",
         "__weakref__",
@@ -70,8 +76,9 @@ class Outbox:
         self.limit = limit
         self.overflowed = False
         self.on_overflow: Callable[[], Any] | None = None
+        # Called when a flush cannot send everything: start a writer greenlet.
+        self.on_backlog: Callable[[], Any] | None = None
         self._items: deque[Outgoing] = deque()
-        self._ready = gevent.event.Event()
         self._expected: dict[tuple[bytes, bytes], deque[float]] = {}
         self._leftover = b""
         self._writing = False
@@ -85,16 +92,24 @@ class Outbox:
         """Let ``flush`` write to ``websocket`` directly, if its backend can."""
         self._send_nowait = getattr(websocket, "send_nowait", None)
 
+    def detach(self) -> None:
+        """The websocket has ended: what is delivered until the hub lets go stays here."""
+        self._send_nowait = None
+        self.on_backlog = None
+        self.clear()
+
     def deliver(self, message: Outgoing) -> bool:
         """Queue ``message``; True when the outbox was empty (the hub then flushes it)."""
+        if self.overflowed:
+            return False
         if self._expected and self._is_own_echo(message):
             return False
         if self._skip and self._already_queued(message):
             return False
         items = self._items
         # The bound catches clients that do not read: messages wait only while a previous
-        # write is unfinished (``_leftover``, ``_writing``); otherwise the next flush sends them.
-        if len(items) >= self.limit and (self._leftover or self._writing):
+        # write is unfinished (``_writing``); otherwise the next flush sends them.
+        if len(items) >= self.limit and self._writing:
             self._overflow()
             return False
         items.append(message)
@@ -110,12 +125,12 @@ class Outbox:
                 self.on_overflow()
 
     def flush(self) -> None:
-        """Send what is queued now if the socket takes it; else leave it to the writer."""
+        """Send what is queued now if the socket takes it; else leave it to a writer."""
         items = self._items
-        if not items:
-            return
-        if self._writing or self._leftover or self._send_nowait is None:
-            self._ready.set()
+        if not items or self._writing:
+            return  # a running writer sends what was queued meanwhile
+        if self._send_nowait is None or self.on_backlog is None:
+            self._start_writer()
             return
         data = self.encode(items)
         items.clear()
@@ -125,7 +140,13 @@ class Outbox:
             sent = 0  # the writer meets the error too, and ends the websocket
         if sent < len(data):
             self._leftover = data[sent:]
-            self._ready.set()
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        # Until the relay runs (on_backlog set), messages wait; its first flush sends them.
+        if self.on_backlog is not None:
+            self._writing = True
+            self.on_backlog()
 
     def encode(self, items: Sequence[Outgoing]) -> bytes:
         """The frames of ``items``, tagged with label and position in recovery mode."""
@@ -153,8 +174,6 @@ class Outbox:
             self._items.clear()
             self._items.extend(kept)
         self._items.extendleft(reversed(messages))
-        if self._items:
-            self._ready.set()
 
     def _already_queued(self, message: Outgoing) -> bool:
         if message.position is None or message.channel is None:
@@ -190,25 +209,24 @@ class Outbox:
             if not stamps:
                 del self._expected[key]
 
-    def wait(self, timeout: float | None) -> None:
-        self._ready.wait(timeout)
+    def take(self) -> bytes:
+        """For the writer: the unsent end of a partial flush, then the queued messages, framed.
 
-    def take(self) -> tuple[bytes, list[Outgoing]]:
-        """For the writer: the unsent end of a partial flush, then the queued messages.
+        Empty when nothing is left: the writer ends, and flushes write directly again."""
+        data = self._leftover
+        self._leftover = b""
+        if self._items:
+            data += self.encode(self._items)
+            self._items.clear()
+        if not data:
+            self._writing = False
+        return data
 
-        Flushes leave the socket to the writer until it calls ``done``."""
-        self._ready.clear()
-        leftover, items = self._leftover, list(self._items)
+    def clear(self) -> None:
+        """Drop everything queued (the websocket is closing)."""
         self._items.clear()
         self._leftover = b""
-        self._writing = bool(leftover or items)
-        return leftover, items
-
-    def done(self) -> None:
-        """The writer has sent what it took."""
         self._writing = False
-        if self._items:
-            self._ready.set()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -237,10 +255,17 @@ class Relay:
         self._heartbeat = settings.heartbeat.encode("utf-8") if settings.heartbeat else None
         self._closing = gevent.event.Event()
         self._close_timer: gevent.Greenlet | None = None
+        self._writer: gevent.Greenlet | None = None
         self._ping_sent: float | None = None
+        self.finished = False
+        now = time.monotonic()
+        self._next_check = now + settings.ping_interval
+        self._beat = settings.heartbeat_interval if self._heartbeat else None
+        self._next_beat = now + self._beat if self._beat else float("inf")
         self._tokens = float(settings.publish_burst)
         self._tokens_at = time.monotonic()
         outbox.on_overflow = self._on_overflow
+        outbox.on_backlog = self._start_writer
         if hasattr(websocket, "write_timeout"):
             # A peer that takes no byte for this long would not have answered a ping either.
             websocket.write_timeout = settings.ping_interval + settings.ping_timeout
@@ -252,7 +277,8 @@ class Relay:
     def run(self) -> None:
         """Relay until the websocket closes; always releases the socket and the writer."""
         _live.add(self)
-        writer = gevent.spawn(self._write_loop)
+        _keepalive.add(self)
+        self.outbox.flush()  # persisted or recovered messages, and what arrived meanwhile
         try:
             self._read_loop()
         except ProtocolError as exc:
@@ -273,8 +299,11 @@ class Relay:
                 self.close(CloseCode.GOING_AWAY, "server shutting down")
             raise
         finally:
+            self.finished = True
+            self.outbox.detach()
             _live.discard(self)
-            writer.kill()
+            if self._writer is not None:
+                self._writer.kill()
             if self._close_timer is not None:
                 self._close_timer.kill()
             self.websocket.shutdown(drain=True)
@@ -345,27 +374,21 @@ class Relay:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _write_loop(self) -> None:
-        next_check = time.monotonic() + self.settings.ping_interval
-        beat = self.settings.heartbeat_interval if self._heartbeat else None
-        next_beat = time.monotonic() + beat if beat else float("inf")
+    def _start_writer(self) -> None:
+        if self._closing.is_set():
+            self.outbox.clear()  # nothing goes out after the close frame
+        elif self._writer is None:
+            self._writer = gevent.spawn(self._write_backlog)
+
+    def _write_backlog(self) -> None:
+        """The writer greenlet: send what the socket could not take at once, then end."""
         try:
-            while not self._closing.is_set():
-                now = time.monotonic()
-                self.outbox.wait(max(0.0, min(next_check, next_beat) - now))
-                leftover, items = self.outbox.take()
-                if leftover:
-                    self.websocket.send_bytes(leftover)
-                if items:
-                    self.websocket.send_bytes(self.outbox.encode(items))
-                self.outbox.done()
-                now = time.monotonic()
-                if now >= next_beat:
-                    self.websocket.send([Outgoing(self._heartbeat or b"")])
-                    next_beat = now + (beat or 0)
-                if now >= next_check:
-                    next_check = self._check_alive(now)
+            while not self._closing.is_set() and (data := self.outbox.take()):
+                self.websocket.send_bytes(data)
+            if self._closing.is_set():
+                self.outbox.clear()  # nothing goes out after the close frame
         except ConnectionClosed as exc:
+            self.outbox.clear()
             self._closing.set()
             if self._close_timer is None:
                 # Not closing: the peer is gone. Wake the reader, which would otherwise wait
@@ -373,6 +396,32 @@ class Relay:
                 # close timer ends the connection if the client never answers it.)
                 logger.info("websocket write failed, dropping the connection: %s", exc)
                 self.websocket.abort()
+        finally:
+            self._writer = None
+
+    def _send_now(self, frame: bytes) -> None:
+        """Queue an already framed control or heartbeat frame behind pending messages."""
+        outgoing = Outgoing(b"")
+        outgoing._frame = frame
+        if self.outbox.deliver(outgoing):
+            self.outbox.flush()
+
+    # -- timers (called by the process's Keepalive, which must never block) ---------------
+
+    def tick(self, now: float) -> float:
+        """Send a heartbeat or a ping when due; returns when to be called next."""
+        if self._closing.is_set():
+            return now + CLOSE_TIMEOUT
+        if now >= self._next_beat:
+            self._send_now(self._heartbeat_frame)
+            self._next_beat = now + (self._beat or 0)
+        if now >= self._next_check:
+            self._next_check = self._check_alive(now)
+        return min(self._next_check, self._next_beat)
+
+    @property
+    def _heartbeat_frame(self) -> bytes:
+        return Outgoing(self._heartbeat or b"").frame
 
     def _check_alive(self, now: float) -> float:
         """Ping a client silent for ``ping_interval``; close one that leaves a ping unanswered
@@ -382,18 +431,74 @@ class Relay:
             if now - self._ping_sent < timeout:
                 return self._ping_sent + timeout
             logger.info("no answer to a ping for %.0fs: closing", now - self._ping_sent)
-            # The close frame is for a client that still reads but does not answer pings; a
-            # dead peer never answers it, so the connection is dropped right away.
-            self.close(CloseCode.INTERNAL_ERROR, "ping timeout")
-            self.websocket.abort()
+            gevent.spawn(self._ping_timed_out)
             return now + interval
         self._ping_sent = None
         self.outbox.forget_stale()
         if now - self._last_received >= interval:
-            self.websocket.ping(b"ws4redis")
+            self._send_now(PING_FRAME)
             self._ping_sent = now
             return now + timeout
         return self._last_received + interval
+
+    def _ping_timed_out(self) -> None:
+        # The close frame is for a client that still reads but does not answer pings; a
+        # dead peer never answers it, so the connection is dropped right away.
+        self.close(CloseCode.INTERNAL_ERROR, "ping timeout")
+        self.websocket.abort()
+
+
+PING_FRAME = encode_frame(Opcode.PING, b"ws4redis")
+
+
+class Keepalive:
+    """The timers of every websocket of the process, in one greenlet.
+
+    A heap orders the websockets by when each is next due; the greenlet sleeps until the
+    first, calls its ``tick`` and puts it back with the time ``tick`` returns. It runs while
+    websockets are open, and starts again with the next one.
+    """
+
+    def __init__(self) -> None:
+        # Weak references: a closed websocket is released at once, not when next due.
+        self._heap: list[tuple[float, int, weakref.ref[Relay]]] = []
+        self._order = itertools.count()
+        self._wake = gevent.event.Event()
+        self._greenlet: gevent.Greenlet | None = None
+
+    def add(self, relay: Relay) -> None:
+        due = relay.tick(time.monotonic())
+        if not self._heap or due < self._heap[0][0]:
+            self._wake.set()
+        heapq.heappush(self._heap, (due, next(self._order), weakref.ref(relay)))
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        heap = self._heap
+        try:
+            while heap:
+                now = time.monotonic()
+                while heap and heap[0][0] <= now:
+                    ref = heapq.heappop(heap)[2]
+                    relay = ref()
+                    if relay is None or relay.finished:
+                        continue
+                    try:
+                        due = relay.tick(now)
+                    except Exception:
+                        logger.exception("websocket timers failed")
+                        due = now + 1.0
+                    heapq.heappush(heap, (due, next(self._order), ref))
+                    del relay
+                if heap:
+                    self._wake.clear()
+                    self._wake.wait(max(0.0, heap[0][0] - time.monotonic()))
+        finally:
+            self._greenlet = None
+
+
+_keepalive = Keepalive()
 
 
 def _announce_resync(hub: Hub) -> None:

@@ -29,11 +29,15 @@ DRAIN_TIMEOUT = 2.0
 
 
 class GeventWebSocket:
-    """A websocket over a gevent socket: frames parsed by FrameParser, writes serialised."""
+    """A websocket over a gevent socket: frames parsed by FrameParser, writes serialised.
 
-    def __init__(self, sock: Any, rfile: Any, max_message_size: int) -> None:
+    It reads the socket itself, with no buffered reader: ``buffered`` holds what the server's
+    reader had already taken from the socket after the handshake (frames a client sent right
+    behind it), and is parsed first.
+    """
+
+    def __init__(self, sock: Any, buffered: bytes, max_message_size: int) -> None:
         self._sock = sock
-        self._rfile = rfile
         self._parser = FrameParser(max_message_size)
         self._write_lock = gevent.lock.Semaphore()
         self.close_sent = False
@@ -43,27 +47,22 @@ class GeventWebSocket:
         # Non-blocking writes go straight to the descriptor (gevent keeps sockets in
         # non-blocking mode); only for plain sockets, never under TLS.
         self._fd: int | None = sock.fileno() if _is_plain_nonblocking(sock) else None
-        # Frames the client sent right behind its handshake may sit in rfile's buffer already.
-        self._buffered = _has_buffered_bytes(sock, rfile)
+        self._buffered = buffered
 
     def receive(self) -> list[Event]:
         if self._parser.error is not None:
             raise self._parser.error
         while True:
-            try:
-                # An idle websocket waits for readability without holding a read buffer. Then
-                # read1 returns everything rfile had buffered, or one read from the socket
-                # (READ_SIZE exceeds rfile's buffer, so its buffer is left empty): nothing
-                # buffered in user space is ever left behind while we wait on the descriptor.
-                if self._buffered:
-                    self._buffered = False
-                else:
-                    gevent.socket.wait_read(self._sock.fileno())
-                data = self._rfile.read1(READ_SIZE)
-            except (OSError, ValueError) as exc:
-                raise ConnectionClosed(str(exc)) from exc
-            if not data:
-                raise ConnectionClosed("end of stream")
+            if self._buffered:
+                data, self._buffered = self._buffered, b""
+            else:
+                try:
+                    # An idle websocket waits with no read buffer: recv allocates one per read.
+                    data = self._sock.recv(READ_SIZE)
+                except (OSError, ValueError) as exc:
+                    raise ConnectionClosed(str(exc)) from exc
+                if not data:
+                    raise ConnectionClosed("end of stream")
             events = self._parser.feed(data)
             if events:
                 return events
@@ -146,6 +145,10 @@ class GeventWebSocket:
     def shutdown(self, drain: bool = False) -> None:
         if drain:
             self._drain()
+        # Never write to the descriptor number again: once closed, the kernel gives it to the
+        # next connection accepted.
+        self._fd = None
+        self.close_sent = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
@@ -157,22 +160,48 @@ class GeventWebSocket:
         try:
             self._sock.shutdown(socket.SHUT_WR)
             with gevent.Timeout(DRAIN_TIMEOUT, False):
-                while self._rfile.read1(READ_SIZE):
+                while self._sock.recv(READ_SIZE):
                     pass
         except (OSError, ValueError):
             pass
 
 
-def _has_buffered_bytes(sock: Any, rfile: Any) -> bool:
-    """Whether ``rfile`` holds unread bytes, without blocking (peek reads only if it has none)."""
+def take_buffered(sock: Any, rfile: Any) -> bytes:
+    """The bytes ``rfile`` has buffered beyond the handshake, without blocking: peek reads the
+    socket only when the buffer is empty, and then only what is there already."""
     timeout = sock.gettimeout()
     sock.settimeout(0.0)
     try:
-        return bool(rfile.peek(1))
+        buffered = rfile.peek(1)
+        return rfile.read1(len(buffered)) if buffered else b""
     except (OSError, ValueError):
-        return True  # let the next read find out
+        return b""  # nothing there yet (would block), or the stream ended: recv will tell
     finally:
         sock.settimeout(timeout)
+
+
+def _release_reader(handler: Any, environ: dict[str, Any], rfile: Any) -> None:
+    # pywsgi keeps the connection's buffered reader (8 KiB) until the request ends, i.e. for
+    # the websocket's whole life. Its bytes are taken; pywsgi does not read the connection
+    # again after the upgrade (close_connection), so the reader is let go to be freed.
+    if isinstance(handler, pywsgi.WSGIHandler) and handler.rfile is rfile:
+        handler.rfile = _NO_READER
+        wsgi_input = getattr(handler, "wsgi_input", None)
+        if wsgi_input is not None and getattr(wsgi_input, "rfile", None) is rfile:
+            wsgi_input.rfile = _NO_READER
+    if environ.get("wsgi.input") is rfile:
+        environ["wsgi.input"] = _NO_READER
+
+
+class _NoReader:
+    """Stands for the released reader: an empty, closed stream."""
+
+    closed = True
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    readline = read1 = read
 
 
 def _is_plain_nonblocking(sock: Any) -> bool:
@@ -259,15 +288,19 @@ class GeventBackend:
         sock = environ.get("ws4redis.socket") or environ.get("gunicorn.sock")
         if sock is None:
             sock = getattr(handler, "socket", None)
-        rfile = environ.get("wsgi.input")
+        rfile = getattr(handler, "rfile", None) or environ.get("wsgi.input")
         if sock is None or not hasattr(rfile, "read1"):
             raise ImproperlyConfigured("the gevent backend needs gevent's pywsgi server")
         write(b"")  # sends the 101 response now
         if handler is not None:
             # pywsgi must not read another HTTP request from this connection afterwards.
             handler.close_connection = True
-        return GeventWebSocket(sock, rfile, max_message_size)
+        buffered = take_buffered(sock, rfile)
+        _release_reader(handler, environ, rfile)
+        return GeventWebSocket(sock, buffered, max_message_size)
 
+
+_NO_READER = _NoReader()
 
 _TIMEOUT_BODY = b"408 Request Timeout: handshake timeout\n"
 _REQUEST_TIMEOUT_RESPONSE = (

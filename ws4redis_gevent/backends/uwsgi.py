@@ -40,21 +40,11 @@ _going_away_installed = False
 
 
 class UwsgiWebSocket(GeventWebSocket):
-    """A websocket on the socket of a uWSGI request, taken over after the 101 response.
-
-    It reads through a buffered reader made from the socket, exactly as pywsgi's ``rfile``.
-    """
+    """A websocket on the socket of a uWSGI request, taken over after the 101 response (uWSGI
+    has read nothing beyond the handshake from it)."""
 
     def __init__(self, sock: Any, max_message_size: int) -> None:
-        self._reader = sock.makefile("rb")
-        super().__init__(sock, self._reader, max_message_size)
-
-    def shutdown(self, drain: bool = False) -> None:
-        super().shutdown(drain)
-        if drain:
-            # The descriptor is released once its reader is closed too. Only the receiving
-            # greenlet drains (at the very end), so no other greenlet is inside the reader.
-            self._reader.close()
+        super().__init__(sock, b"", max_message_size)
 
 
 class UwsgiBackend:
