@@ -236,7 +236,7 @@ class Bench:
         load_pids = [os.getpid()] + ([redis_pid(self.redis)] if under_test.mode == "ws" else [])
         cpu0, load0, busy0 = cpu_seconds(pids), cpu_seconds(load_pids), cpu_busy(self.cpus.server)
         wall0 = time.monotonic()
-        profiler = self._start_profiler(under_test, rate)
+        profiler = self._start_profiler(under_test, f"rate{rate:g}")
         for client in clients:
             client.start_run(self._run_id, args.messages, timeout)
         with Publisher(self.redis.host, self.redis.port) as publisher:
@@ -292,7 +292,7 @@ class Bench:
     # -- profiling (--profile DIR, with py-spy) --------------------------------------------
 
     def _start_profiler(
-        self, under_test: UnderTest, rate: float
+        self, under_test: UnderTest, run: str
     ) -> tuple[subprocess.Popen[bytes], Path] | None:
         if not self.args.profile or under_test.mode != "ws":
             return None
@@ -300,7 +300,7 @@ class Bench:
         if not os.access(spy, os.X_OK):
             log("--profile: no py-spy (pip install py-spy): not profiling")
             return None
-        out = Path(self.args.profile) / f"{under_test.name}-rate{rate:g}.txt"
+        out = Path(self.args.profile) / f"{under_test.name}-{run}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         # Sampling is done from the load CPU; the worker is not slowed (--nonblocking).
         command = [spy, "record", "--pid", str(under_test.pids[-1]), "--rate", "1000",
@@ -322,32 +322,17 @@ class Bench:
             proc.kill()
         return {"profile": str(out), "profile_top": profile_top(out)}
 
-
-def profile_top(path: Path, count: int = 12) -> list[list[Any]]:
-    """The functions the sampled process spent its time in (self time: the innermost frame of
-    each sample), as [function, share of the samples], from py-spy's raw (collapsed) output."""
-    leaves: dict[str, int] = {}
-    total = 0
-    with contextlib.suppress(OSError):
-        for line in path.read_text().splitlines():
-            stack, _, samples = line.rpartition(" ")
-            if not stack or not samples.isdigit():
-                continue
-            leaf = stack.rsplit(";", 1)[-1]
-            leaves[leaf] = leaves.get(leaf, 0) + int(samples)
-            total += int(samples)
-    ranked = sorted(leaves.items(), key=lambda item: -item[1])[:count]
-    return [[name, round(n / total, 3)] for name, n in ranked] if total else []
-
     # -- handshakes ------------------------------------------------------------------------
 
     def _handshakes(
         self, under_test: UnderTest, app: str, path: str, cookie: str | None = None, **extra: Any
     ) -> None:
         log(f"{under_test.name}/{app}: {self.args.handshakes} handshakes")
+        profiler = self._start_profiler(under_test, f"handshakes-{app}")
         cpu0 = cpu_seconds(under_test.pids)
         result = run_handshakes(self.binary, under_test.port, self.args.handshakes, path, cookie)
         server_cpu = cpu_seconds(under_test.pids) - cpu0
+        profile = self._stop_profiler(profiler)
         del result["mode"]
         measurable = server_cpu * CLK_TCK >= MIN_CPU_TICKS
         self.emit({
@@ -359,6 +344,7 @@ def profile_top(path: Path, count: int = 12) -> list[list[Any]]:
             "server_cpu_s": round(server_cpu, 3),
             "cpu_us_per_handshake": per(server_cpu * 1e6, result["ok"], 1) if measurable else None,
             **extra,
+            **profile,
         })  # fmt: skip
 
     def django_handshakes(self) -> None:
@@ -434,6 +420,23 @@ def profile_top(path: Path, count: int = 12) -> list[list[Any]]:
             "lost_total": sum(r["lost"] for r in runs),
             "skipped": [r["target"] for r in self.records if "skipped" in r],
         }
+
+
+def profile_top(path: Path, count: int = 12) -> list[list[Any]]:
+    """The functions the sampled process spent its time in (self time: the innermost frame of
+    each sample), as [function, share of the samples], from py-spy's raw (collapsed) output."""
+    leaves: dict[str, int] = {}
+    total = 0
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            stack, _, samples = line.rpartition(" ")
+            if not stack or not samples.isdigit():
+                continue
+            leaf = stack.rsplit(";", 1)[-1]
+            leaves[leaf] = leaves.get(leaf, 0) + int(samples)
+            total += int(samples)
+    ranked = sorted(leaves.items(), key=lambda item: -item[1])[:count]
+    return [[name, round(n / total, 3)] for name, n in ranked] if total else []
 
 
 def _get(record: dict[str, Any], key: tuple[str, ...]) -> Any:

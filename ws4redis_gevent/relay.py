@@ -78,7 +78,7 @@ class Outbox:
         self.on_overflow: Callable[[], Any] | None = None
         # Called when a flush cannot send everything: start a writer greenlet.
         self.on_backlog: Callable[[], Any] | None = None
-        self._items: deque[Outgoing] = deque()
+        self._items: list[Outgoing] = []  # a list: an empty deque costs 600 bytes
         self._expected: dict[tuple[bytes, bytes], deque[float]] = {}
         self._leftover = b""
         self._writing = False
@@ -170,10 +170,8 @@ class Outbox:
         """
         if skip:
             self._skip = dict(skip)
-            kept = [m for m in self._items if not self._already_queued(m)]
-            self._items.clear()
-            self._items.extend(kept)
-        self._items.extendleft(reversed(messages))
+            self._items[:] = [m for m in self._items if not self._already_queued(m)]
+        self._items[:0] = messages
 
     def _already_queued(self, message: Outgoing) -> bool:
         if message.position is None or message.channel is None:
@@ -235,6 +233,29 @@ class Outbox:
 class Relay:
     """Runs one websocket until it closes; ``subscriber`` publishes what the client sends."""
 
+    __slots__ = (
+        "websocket",
+        "outbox",
+        "subscriber",
+        "settings",
+        "echo",
+        "subscribed",
+        "close_code",
+        "finished",
+        "_last_received",
+        "_heartbeat",
+        "_closing",
+        "_close_timer",
+        "_writer",
+        "_ping_sent",
+        "_next_check",
+        "_beat",
+        "_next_beat",
+        "_tokens",
+        "_tokens_at",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -253,7 +274,7 @@ class Relay:
         self.close_code: int | None = None
         self._last_received = time.monotonic()
         self._heartbeat = settings.heartbeat.encode("utf-8") if settings.heartbeat else None
-        self._closing = gevent.event.Event()
+        self._closing = False  # set once the close frame is on its way, or the peer is gone
         self._close_timer: gevent.Greenlet | None = None
         self._writer: gevent.Greenlet | None = None
         self._ping_sent: float | None = None
@@ -316,7 +337,7 @@ class Relay:
         if self._close_timer is None:
             # Armed first: sending the close frame waits for a frame being written to finish.
             self._close_timer = gevent.spawn_later(CLOSE_TIMEOUT, self.websocket.abort)
-        self._closing.set()
+        self._closing = True
         with contextlib.suppress(ConnectionClosed):
             self.websocket.send_close(code, reason)
 
@@ -328,7 +349,7 @@ class Relay:
             self._last_received = time.monotonic()
             for event in events:
                 if isinstance(event, Message):
-                    if not self._closing.is_set():
+                    if not self._closing:
                         self._on_message(event.data)
                 elif isinstance(event, Ping):
                     self.websocket.pong(event.payload)
@@ -375,7 +396,7 @@ class Relay:
     # -- writing ---------------------------------------------------------------------------
 
     def _start_writer(self) -> None:
-        if self._closing.is_set():
+        if self._closing:
             self.outbox.clear()  # nothing goes out after the close frame
         elif self._writer is None:
             self._writer = gevent.spawn(self._write_backlog)
@@ -383,13 +404,13 @@ class Relay:
     def _write_backlog(self) -> None:
         """The writer greenlet: send what the socket could not take at once, then end."""
         try:
-            while not self._closing.is_set() and (data := self.outbox.take()):
+            while not self._closing and (data := self.outbox.take()):
                 self.websocket.send_bytes(data)
-            if self._closing.is_set():
+            if self._closing:
                 self.outbox.clear()  # nothing goes out after the close frame
         except ConnectionClosed as exc:
             self.outbox.clear()
-            self._closing.set()
+            self._closing = True
             if self._close_timer is None:
                 # Not closing: the peer is gone. Wake the reader, which would otherwise wait
                 # forever on it. (While closing, the close frame may still be on its way; the
@@ -410,7 +431,7 @@ class Relay:
 
     def tick(self, now: float) -> float:
         """Send a heartbeat or a ping when due; returns when to be called next."""
-        if self._closing.is_set():
+        if self._closing:
             return now + CLOSE_TIMEOUT
         if now >= self._next_beat:
             self._send_now(self._heartbeat_frame)
