@@ -20,8 +20,8 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-@pytest.fixture
-def gunicorn(redis_url):
+def start_gunicorn(redis_url: str, *extra: str, stdout: int | None = None):
+    """gunicorn with one GeventWebSocketWorker; returns (process, port) once it booted."""
     env = {
         **os.environ,
         "WS4REDIS_TEST_OPTIONS": json.dumps({"connection": redis_url}),
@@ -29,8 +29,9 @@ def gunicorn(redis_url):
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "ws4redis_gevent.gunicorn.GeventWebSocketWorker",
-         "--bind", "127.0.0.1:0", "--graceful-timeout", "10", "--workers", "1", "gunicorn_app:app"],
-        env=env, cwd=TESTS, stderr=subprocess.PIPE, text=True,
+         "--bind", "127.0.0.1:0", "--graceful-timeout", "10", "--workers", "1", *extra,
+         "gunicorn_app:app"],
+        env=env, cwd=TESTS, stderr=subprocess.PIPE, stdout=stdout, text=True,
     )
     port = None
     lines = []
@@ -45,6 +46,12 @@ def gunicorn(redis_url):
         if not line or time.monotonic() > deadline:
             proc.kill()
             pytest.fail("gunicorn did not start:\n" + "".join(lines))
+    return proc, port
+
+
+@pytest.fixture
+def gunicorn(redis_url):
+    proc, port = start_gunicorn(redis_url)
     yield proc, port
     if proc.poll() is None:
         proc.kill()
@@ -76,3 +83,25 @@ def test_sigterm_closes_websockets_with_going_away(gunicorn):
         assert ws.protocol.close_rcvd is not None
         assert ws.protocol.close_rcvd.code == 1001
     assert proc.wait(timeout=15) == 0
+
+
+def test_access_log_of_a_websocket_has_its_request_headers(redis_url):
+    """The access log line of a websocket request names its request headers, which the
+    backend serves from the environ once it let pywsgi's parsed headers go."""
+    log_format = "%(r)s %(s)s ua=%({user-agent}i)s custom=%({x-custom}i)s"
+    proc, port = start_gunicorn(
+        redis_url, "--access-logfile", "-", "--access-logformat", log_format,
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        url = f"ws://127.0.0.1:{port}/ws/news?subscribe-broadcast"
+        headers = {"User-Agent": "log-test/1.0", "X-Custom": "here"}
+        with connect(url, open_timeout=10, additional_headers=headers, user_agent_header=None):
+            pass
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "GET /ws/news?subscribe-broadcast" in line, line
+        assert " 101 " in line and "ua=log-test/1.0" in line and "custom=here" in line, line
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)

@@ -189,8 +189,31 @@ def _release_reader(handler: Any, environ: dict[str, Any], rfile: Any) -> None:
         wsgi_input = getattr(handler, "wsgi_input", None)
         if wsgi_input is not None and getattr(wsgi_input, "rfile", None) is rfile:
             wsgi_input.rfile = _NO_READER
+        # The parsed request headers (email.message objects, about 1.5 KiB) are only read
+        # again by an access log when the request ends; the environ holds the same values.
+        if getattr(handler, "headers", None) is not None:
+            handler.headers = EnvironHeaders(environ)
     if environ.get("wsgi.input") is rfile:
         environ["wsgi.input"] = _NO_READER
+
+
+class EnvironHeaders:
+    """The request headers, read from the environ (``HTTP_USER_AGENT`` as ``user-agent``)."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    def items(self) -> list[tuple[str, str]]:
+        return [
+            (key[5:].replace("_", "-").lower(), value)
+            for key, value in self._environ.items()
+            if key.startswith("HTTP_")
+        ]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._environ.get("HTTP_" + name.upper().replace("-", "_"), default)
 
 
 class _NoReader:
