@@ -150,6 +150,9 @@ def start_unless_configured() -> EmbeddedRedis | None:
         return None
     server = EmbeddedRedis().start()
     atexit.register(server.stop)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # A plain kill (SIGTERM) then runs the atexit hooks too: Redis' data directory goes.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     os.environ["REDIS_URL"] = server.url  # for the autoreloader's server process
     settings.WS4REDIS_CONNECTION = server.url  # for this one (--noreload)
     print(

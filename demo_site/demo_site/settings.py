@@ -62,6 +62,7 @@ LOGIN_REDIRECT_URL = "chat"
 LOGOUT_REDIRECT_URL = "chat"
 
 USE_TZ = True
+TIME_ZONE = "UTC"  # Django's default would be America/Chicago
 STATIC_URL = "static/"
 
 # ws4redis-gevent
