@@ -3,6 +3,7 @@ number after the websocket let go of it, whatever connection the kernel gave tha
 
 from __future__ import annotations
 
+import gevent
 import gevent.socket
 import pytest
 
@@ -54,3 +55,29 @@ def test_no_write_reaches_a_reused_descriptor_number():
     finally:
         reused.close()
         peer.close()
+
+
+def test_a_frame_cut_short_is_finished_before_any_other_frame():
+    """A non-blocking write that the socket takes only in part leaves the rest with the
+    websocket: a pong or a close frame written meanwhile by another greenlet goes after the
+    whole frame, never inside it."""
+    websocket, client = websocket_pair()
+    try:
+        big = Outgoing(b"x" * (4 << 20)).frame
+        assert websocket.send_nowait(big) == len(big)  # taken: the socket holds part of it
+        assert websocket.write_pending
+        assert websocket.send_nowait(b"\x81\x01y") == 0  # nothing else may start meanwhile
+        pong = gevent.spawn(websocket.pong, b"p")
+        close = gevent.spawn(websocket.send_close, 1000)
+        received = bytearray()
+        expected = len(big) + 3 + 4
+        with gevent.Timeout(10):
+            while len(received) < expected:
+                received += client.recv(1 << 16)
+        gevent.joinall([pong, close], timeout=5, raise_error=True)
+        assert bytes(received[: len(big)]) == big
+        assert bytes(received[len(big) :]) == b"\x8a\x01p" + b"\x88\x02\x03\xe8"
+        assert not websocket.write_pending
+    finally:
+        websocket.shutdown()
+        client.close()

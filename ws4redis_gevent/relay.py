@@ -63,6 +63,7 @@ class Outbox:
         "_leftover",
         "_writing",
         "_send_nowait",
+        "_websocket",
         "limit",
         "overflowed",
         "on_overflow",
@@ -83,6 +84,7 @@ class Outbox:
         self._leftover = b""
         self._writing = False
         self._send_nowait: Callable[[bytes], int] | None = None
+        self._websocket: Any = None
         # Set for websockets that asked for recovery: channel -> label of tagged frames.
         self.labels: dict[bytes, bytes] | None = None
         # Recovery's seam: per channel, the newest history entry already queued.
@@ -91,11 +93,14 @@ class Outbox:
     def attach(self, websocket: WebSocket) -> None:
         """Let ``flush`` write to ``websocket`` directly, if its backend can."""
         self._send_nowait = getattr(websocket, "send_nowait", None)
+        self._websocket = websocket
 
     def detach(self) -> None:
         """The websocket has ended: what is delivered until the hub lets go stays here."""
         self._send_nowait = None
+        self._websocket = None
         self.on_backlog = None
+        self.on_overflow = None
         self.clear()
 
     def deliver(self, message: Outgoing) -> bool:
@@ -141,6 +146,8 @@ class Outbox:
         if sent < len(data):
             self._leftover = data[sent:]
             self._start_writer()
+        elif getattr(self._websocket, "write_pending", False):
+            self._start_writer()  # to finish the frame the socket took only part of
 
     def _start_writer(self) -> None:
         # Until the relay runs (on_backlog set), messages wait; its first flush sends them.
@@ -360,6 +367,7 @@ class Relay:
     def _on_close(self, close: Close) -> None:
         if self.close_code is None:
             self.close_code = close.code
+        self._closing = True  # no message after our close frame
         # Echo the client's code, as section 5.5.1 suggests; 1005 cannot go on the wire.
         code = CloseCode.NORMAL if close.code == CloseCode.NO_STATUS else close.code
         with contextlib.suppress(ConnectionClosed):
@@ -404,6 +412,9 @@ class Relay:
     def _write_backlog(self) -> None:
         """The writer greenlet: send what the socket could not take at once, then end."""
         try:
+            finish = getattr(self.websocket, "finish_write", None)
+            if finish is not None:
+                finish()  # the end of a frame that a flush could write only in part
             while not self._closing and (data := self.outbox.take()):
                 self.websocket.send_bytes(data)
             if self._closing:
@@ -411,7 +422,7 @@ class Relay:
         except ConnectionClosed as exc:
             self.outbox.clear()
             self._closing = True
-            if self._close_timer is None:
+            if self._close_timer is None and not getattr(self.websocket, "close_sent", False):
                 # Not closing: the peer is gone. Wake the reader, which would otherwise wait
                 # forever on it. (While closing, the close frame may still be on its way; the
                 # close timer ends the connection if the client never answers it.)
@@ -470,6 +481,7 @@ class Relay:
 
 
 PING_FRAME = encode_frame(Opcode.PING, b"ws4redis")
+MIN_TICK = 0.01
 
 
 class Keepalive:
@@ -506,7 +518,8 @@ class Keepalive:
                     if relay is None or relay.finished:
                         continue
                     try:
-                        due = relay.tick(now)
+                        # Never due again at once: the loop would not yield (e.g. intervals of 0).
+                        due = max(relay.tick(now), now + MIN_TICK)
                     except Exception:
                         logger.exception("websocket timers failed")
                         due = now + 1.0

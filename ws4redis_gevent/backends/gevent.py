@@ -44,6 +44,9 @@ class GeventWebSocket:
         # A write that makes no progress for this long means the peer is gone (or stopped
         # reading): ConnectionClosed. The relay sets it from its ping settings.
         self.write_timeout: float | None = None
+        # The end of a frame a non-blocking write cut short: whatever is written next (by any
+        # greenlet: the writer, a pong, a close frame) goes after it, never inside the frame.
+        self._tail = b""
         # Non-blocking writes go straight to the descriptor (gevent keeps sockets in
         # non-blocking mode); only for plain sockets, never under TLS.
         self._fd: int | None = sock.fileno() if _is_plain_nonblocking(sock) else None
@@ -70,6 +73,8 @@ class GeventWebSocket:
     def _write(self, data: bytes) -> None:
         try:
             with self._write_lock:
+                if self._tail:
+                    data, self._tail = self._tail + data, b""
                 if self._fd is None or self.write_timeout is None:
                     self._sock.sendall(data)
                 else:
@@ -107,20 +112,36 @@ class GeventWebSocket:
         self._write(data)
 
     def send_nowait(self, data: bytes) -> int:
-        """Write what the socket takes now, without blocking; returns how many bytes.
+        """Write without blocking; returns how many bytes of ``data`` the websocket took.
 
-        Returns 0 while another greenlet is writing, so frames never interleave.
+        0 while another greenlet is writing or an earlier write is unfinished, so frames never
+        interleave. When the socket takes only part of ``data``, the websocket keeps the rest
+        (``write_pending``) and sends it before anything else: all of ``data`` counts as taken.
         """
         if self.close_sent:
             raise ConnectionClosed("close frame already sent")
-        if self._fd is None or self._write_lock.locked():
+        if self._fd is None or self._tail or self._write_lock.locked():
             return 0
         try:
-            return os.write(self._fd, data)
+            sent = os.write(self._fd, data)
         except BlockingIOError:
             return 0
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
+        if 0 < sent < len(data):
+            self._tail = data[sent:]
+            return len(data)
+        return sent
+
+    @property
+    def write_pending(self) -> bool:
+        """Whether a cut-short write waits to be finished (by ``finish_write``)."""
+        return bool(self._tail)
+
+    def finish_write(self) -> None:
+        """Send the end of a cut-short write, blocking this greenlet until it is out."""
+        if self._tail:
+            self._write(b"")
 
     def ping(self, payload: bytes = b"") -> None:
         if not self.close_sent:
