@@ -145,6 +145,10 @@ def cmd_test(pytest_args: list[str]) -> None:
     if not (shutil.which("chromium") or os.access("/usr/bin/chromium", os.X_OK)):
         say("no chromium for the browser tests: installing Debian's chromium package")
         apt_install("chromium")
+    if not shutil.which("node"):
+        # Node's built-in test runner runs the JS client's unit tests (they skip without it).
+        say("no node for the JS client tests: installing Debian's nodejs package")
+        apt_install("nodejs")
     if not (shutil.which("nginx") or os.access("/usr/sbin/nginx", os.X_OK)):
         # nginx in front of gunicorn and uWSGI in the deployment tests (they skip without it).
         say("no nginx for the deployment tests: installing Debian's nginx package")

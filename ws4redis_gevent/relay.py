@@ -63,7 +63,6 @@ class Outbox:
         "_leftover",
         "_writing",
         "_send_nowait",
-        "_websocket",
         "limit",
         "overflowed",
         "on_overflow",
@@ -84,7 +83,6 @@ class Outbox:
         self._leftover = b""
         self._writing = False
         self._send_nowait: Callable[[bytes], int] | None = None
-        self._websocket: Any = None
         # Set for websockets that asked for recovery: channel -> label of tagged frames.
         self.labels: dict[bytes, bytes] | None = None
         # Recovery's seam: per channel, the newest history entry already queued.
@@ -93,12 +91,10 @@ class Outbox:
     def attach(self, websocket: WebSocket) -> None:
         """Let ``flush`` write to ``websocket`` directly, if its backend can."""
         self._send_nowait = getattr(websocket, "send_nowait", None)
-        self._websocket = websocket
 
     def detach(self) -> None:
         """The websocket has ended: what is delivered until the hub lets go stays here."""
         self._send_nowait = None
-        self._websocket = None
         self.on_backlog = None
         self.on_overflow = None
         self.clear()
@@ -144,10 +140,10 @@ class Outbox:
         except ConnectionClosed:
             sent = 0  # the writer meets the error too, and ends the websocket
         if sent < len(data):
-            self._leftover = data[sent:]
+            # Nothing went out: it waits here. Part of it: the websocket keeps the rest.
+            if sent == 0:
+                self._leftover = data
             self._start_writer()
-        elif getattr(self._websocket, "write_pending", False):
-            self._start_writer()  # to finish the frame the socket took only part of
 
     def _start_writer(self) -> None:
         # Until the relay runs (on_backlog set), messages wait; its first flush sends them.

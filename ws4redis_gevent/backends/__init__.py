@@ -26,7 +26,7 @@ class WebSocket(Protocol):
         ...
 
     def send_bytes(self, data: bytes) -> None:
-        """Send the unsent end of a ``send_nowait`` (only called after one)."""
+        """Send already framed bytes, after the rest of any unfinished write; blocks."""
         ...
 
     def ping(self, payload: bytes = b"") -> None: ...
@@ -50,8 +50,10 @@ class WebSocket(Protocol):
 
 
 # Optionally, a WebSocket has ``send_nowait(data: bytes) -> int``: write already framed bytes
-# without blocking and return how many were taken. The hub then writes fan-out messages itself,
-# in one system call per socket and burst; without it, each websocket's writer greenlet sends.
+# without blocking and return how many went out; when only part did, it keeps the rest and
+# sends it first in ``finish_write()`` (or any later write), so frames never interleave. The hub
+# then writes fan-out messages itself, in one system call per socket and burst; without it,
+# each websocket's writer greenlet sends.
 # It may also have ``write_timeout: float | None``: the relay sets it, and a write that makes no
 # progress for that long raises ConnectionClosed (a vanished peer whose socket buffer is full).
 

@@ -112,11 +112,11 @@ class GeventWebSocket:
         self._write(data)
 
     def send_nowait(self, data: bytes) -> int:
-        """Write without blocking; returns how many bytes of ``data`` the websocket took.
+        """Write without blocking; returns how many bytes of ``data`` went out.
 
         0 while another greenlet is writing or an earlier write is unfinished, so frames never
         interleave. When the socket takes only part of ``data``, the websocket keeps the rest
-        (``write_pending``) and sends it before anything else: all of ``data`` counts as taken.
+        (``write_pending``) and sends it before anything else (``finish_write``).
         """
         if self.close_sent:
             raise ConnectionClosed("close frame already sent")
@@ -130,7 +130,6 @@ class GeventWebSocket:
             raise ConnectionClosed(str(exc)) from exc
         if 0 < sent < len(data):
             self._tail = data[sent:]
-            return len(data)
         return sent
 
     @property
