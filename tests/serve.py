@@ -52,6 +52,12 @@ def with_stats(app):
             body = json.dumps(stats()).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
+        if environ.get("PATH_INFO") == "/_environ":
+            # The request's CGI variables, as the server made them from the request headers.
+            seen = {k: v for k, v in environ.items() if k.startswith(("HTTP_", "CONTENT_"))}
+            body = json.dumps(seen).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
         return app(environ, start_response)
 
     return wrapper

@@ -187,6 +187,8 @@ def test_stopping_closes_websockets_with_going_away(tmp_path, runservers, signum
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    # It exits by itself: a second signal sent while it is exiting would decide its status.
+    assert server.proc.wait(timeout=15) == 0
     assert server.stop() == 0
 
 

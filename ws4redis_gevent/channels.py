@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 AUDIENCES = ("broadcast", "user", "group", "session")
 SUBSCRIBE_FLAGS = tuple(f"subscribe-{audience}" for audience in AUDIENCES)
@@ -24,8 +24,12 @@ SESSION_USERNAME_KEY = "ws4redis:username"
 
 def parse_flags(query_string: str) -> list[str]:
     """The known flags of a query string, in order, without duplicates; unknown ones are ignored."""
+    # As parse_qsl reads names (split on "&", "+" and %XX decoded), without the values.
     flags: list[str] = []
-    for name, _ in parse_qsl(query_string, keep_blank_values=True):
+    for part in query_string.split("&"):
+        name = part.partition("=")[0]
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
         if name in KNOWN_FLAGS and name not in flags:
             flags.append(name)
     return flags

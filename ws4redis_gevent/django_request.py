@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
+from django.db import connections
 
 from .channels import SESSION_GROUPS_KEY, SESSION_USERNAME_KEY
 
@@ -75,7 +76,7 @@ def make_request(environ: dict[str, Any], facility: str) -> WSGIRequest:
 
 def process_request(request: WSGIRequest) -> None:
     """Default WS4REDIS_PROCESS_REQUEST under Django: attach ``session`` and ``user``."""
-    engine = import_module(settings.SESSION_ENGINE)
+    engine = _session_engine(settings.SESSION_ENGINE)
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
     session = engine.SessionStore(session_key)
     if session_key is not None:
@@ -86,14 +87,23 @@ def process_request(request: WSGIRequest) -> None:
     request.user = session_user(request)  # type: ignore[assignment]
 
 
+_engines: dict[str, Any] = {}
+
+
+def _session_engine(name: str) -> Any:
+    # Imported once per engine (as SessionMiddleware does when it is built), not per handshake.
+    engine = _engines.get(name)
+    if engine is None:
+        engine = _engines.setdefault(name, import_module(name))
+    return engine
+
+
 def close_database_connections() -> None:
     """Close the database connections this greenlet opened while identifying a websocket.
 
     Django closes them when a request finishes; a websocket's request lasts as long as the
     websocket, so without this each open websocket would hold a database connection.
     """
-    from django.db import connections
-
     connections.close_all()
 
 

@@ -10,14 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 import gevent
+from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from .backends.gevent import LeanRequestMixin
 from .frames import CloseCode
 from .relay import close_all
 
 
-class WebSocketHandler(PyWSGIHandler):
-    """gunicorn's pywsgi handler; it already exposes the socket as ``gunicorn.sock``."""
+class WebSocketHandler(LeanRequestMixin, PyWSGIHandler):
+    """gunicorn's pywsgi handler (it exposes the socket as ``gunicorn.sock``), with request
+    headers read by ``RequestHeaders``, and no access log entry built when none is written."""
+
+    def log_request(self) -> None:
+        log = self.server.log  # gunicorn's logger (in pywsgi's adapter, which passes through)
+        # gunicorn's Logger writes no access log unless configured to; a logger class that
+        # overrides access() decides for itself.
+        access = getattr(log.access, "__func__", None)
+        if access is Logger.access and getattr(log, "access_log_enabled", True) is False:
+            return
+        super().log_request()
 
 
 class GeventWebSocketWorker(GeventPyWSGIWorker):

@@ -121,9 +121,11 @@ class Hub:
         try:
             if new:
                 self._command(self._pubsub.subscribe, new)
-            with gevent.Timeout(timeout, ServiceUnavailable("Redis did not confirm in time")):
-                for channel in channels:
-                    self._confirmed[channel].wait()
+            waiting = [self._confirmed[ch] for ch in channels if not self._confirmed[ch].is_set()]
+            if waiting:
+                with gevent.Timeout(timeout, ServiceUnavailable("Redis did not confirm in time")):
+                    for event in waiting:
+                        event.wait()
         except (redis.RedisError, OSError) as exc:
             for channel in new:  # no reply will come for a SUBSCRIBE that was never sent
                 self._pending.pop(channel, None)

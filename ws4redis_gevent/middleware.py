@@ -51,10 +51,15 @@ class WebsocketMiddleware:
         self.subscriber_class = settings_module.resolve(self.settings.subscriber)
         self.uses_django = _django_configured()
         self.process_request = settings_module.resolve(self.settings.process_request)
-        if self.process_request is None and self.uses_django:
-            from .django_request import process_request
+        self.make_request: Callable[[dict[str, Any], str], Any] | None = None
+        self.close_connections: Callable[[], None] | None = None
+        if self.uses_django:
+            from . import django_request
 
-            self.process_request = process_request
+            self.make_request = django_request.make_request
+            self.close_connections = django_request.close_database_connections
+            if self.process_request is None:
+                self.process_request = django_request.process_request
         self.origin_policy = _origin_policy(self.settings, self.uses_django)
         self.trusts_forwarded_host = bool(
             self.uses_django and _django_setting("USE_X_FORWARDED_HOST")
@@ -100,10 +105,8 @@ class WebsocketMiddleware:
             request = self._identify(environ, facility)
             flags = self._authorise(request, parse_flags(environ.get("QUERY_STRING", "")))
         finally:
-            if self.uses_django:
-                from .django_request import close_database_connections
-
-                close_database_connections()
+            if self.close_connections is not None:
+                self.close_connections()
         subscriber = self.subscriber_class(settings=self.settings)
         plan = subscriber.set_pubsub_channels(request, flags)
         if plan.dropped:
@@ -151,10 +154,8 @@ class WebsocketMiddleware:
         return backend
 
     def _identify(self, environ: dict[str, Any], facility: str) -> Any:
-        if self.uses_django:
-            from .django_request import make_request
-
-            request = make_request(environ, facility)
+        if self.make_request is not None:
+            request = self.make_request(environ, facility)
         else:
             request = WebsocketRequest(environ, facility)
         if self.process_request is not None:
@@ -212,7 +213,8 @@ class WebsocketMiddleware:
             echo=subscriber.plan.echo,
             subscribed=subscriber.subscribed_channels,
         )
-        logger.info("WEBSOCKET %s connected %s", request.path, list(subscriber.plan.subscribe))
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("WEBSOCKET %s connected %s", request.path, list(subscriber.plan.subscribe))
         try:
             relay.run()
         finally:

@@ -85,8 +85,16 @@ def connection_pool(connection: dict[str, Any] | str) -> redis.ConnectionPool:
     return pool
 
 
+_keys: dict[str, str] = {}
+
+
 def _connection_key(connection: dict[str, Any] | str) -> str:
-    return parse_connection(connection).key
+    # Every handshake asks for the hub by its connection settings: they are parsed once.
+    text = repr(connection)
+    key = _keys.get(text)
+    if key is None:
+        key = _keys.setdefault(text, parse_connection(connection).key)
+    return key
 
 
 def redis_client(connection: dict[str, Any] | str) -> redis.Redis:

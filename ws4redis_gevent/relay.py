@@ -17,7 +17,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import gevent
@@ -266,7 +266,7 @@ class Relay:
         subscriber: Any,
         settings: Settings,
         echo: bool = False,
-        subscribed: frozenset[bytes] = frozenset(),
+        subscribed: Collection[bytes] = (),
     ) -> None:
         self.websocket = websocket
         self.outbox = outbox

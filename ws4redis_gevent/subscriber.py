@@ -36,6 +36,8 @@ class RedisSubscriber(RedisStore):
         self._hub = hub
         self.plan = ChannelPlan()
         self._sink: Sink | None = None
+        self._channels: tuple[bytes, ...] = ()
+        self._channels_of: ChannelPlan | None = None
 
     @property
     def hub(self) -> Hub:
@@ -59,8 +61,13 @@ class RedisSubscriber(RedisStore):
         return self.plan
 
     @property
-    def subscribed_channels(self) -> frozenset[bytes]:
-        return frozenset(ch.encode("utf-8") for ch in self.plan.subscribe)
+    def subscribed_channels(self) -> tuple[bytes, ...]:
+        """The channels of ``plan.subscribe``, encoded (computed once per plan)."""
+        plan = self.plan
+        if self._channels_of is not plan:
+            self._channels = tuple(ch.encode("utf-8") for ch in plan.subscribe)
+            self._channels_of = plan
+        return self._channels
 
     def subscribe(self, sink: Sink) -> None:
         """Route this websocket's channels to ``sink``; returns once Redis confirmed them."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import http.client
 import os
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,6 +35,8 @@ class GeventWebSocket:
     reader had already taken from the socket after the handshake (frames a client sent right
     behind it), and is parsed first.
     """
+
+    _eof = False  # the client's end of stream was read: nothing is left to drain
 
     def __init__(self, sock: Any, buffered: bytes, max_message_size: int) -> None:
         self._sock = sock
@@ -65,6 +67,7 @@ class GeventWebSocket:
                 except (OSError, ValueError) as exc:
                     raise ConnectionClosed(str(exc)) from exc
                 if not data:
+                    self._eof = True
                     raise ConnectionClosed("end of stream")
             events = self._parser.feed(data)
             if events:
@@ -163,7 +166,7 @@ class GeventWebSocket:
             self._sock.shutdown(socket.SHUT_RDWR)
 
     def shutdown(self, drain: bool = False) -> None:
-        if drain:
+        if drain and not self._eof:
             self._drain()
         # Never write to the descriptor number again: once closed, the kernel gives it to the
         # next connection accepted.
@@ -236,6 +239,139 @@ class EnvironHeaders:
         return self._environ.get("HTTP_" + name.upper().replace("-", "_"), default)
 
 
+# Header lines (RFC 9112 section 5): a token, a colon, the value between optional whitespace.
+# Anything else (whitespace before the colon, a folded line, control characters, a line cut by
+# the end of the stream) makes the request a 400.
+_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_VALUE = r"[\t\x20-\x7e\x80-\xff]*"
+_FIELD = re.compile(rf"({_NAME}):[ \t]*({_VALUE})\r?\n")
+_FIELDS = re.compile(rf"(?:{_NAME}:{_VALUE}\r?\n)*")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+MAX_FIELD_LINE = 65536
+MAX_FIELDS = 100
+
+
+class RequestHeaders:
+    """A request's header fields, parsed for pywsgi in place of its ``email.message`` object.
+
+    pywsgi parses headers with the standard library's e-mail parser, the costliest part of a
+    websocket handshake on the server; this parser reads the same lines, within the same
+    limits (100 lines of at most 64 KiB), and offers what pywsgi and gunicorn read: ``get``,
+    ``getheader``, ``typeheader``, ``headers``, ``items``, deletion and ``status`` (non-empty:
+    why the request is a 400).
+    """
+
+    __slots__ = ("_fields", "_first", "status")
+
+    def __init__(self, fields: Sequence[tuple[str, str]] = (), status: str = "") -> None:
+        self._fields = list(fields)
+        self._first: dict[str, str] = {}
+        for name, value in reversed(self._fields):
+            self._first[name.lower()] = value
+        self.status = status
+
+    @classmethod
+    def read(cls, rfile: Any) -> RequestHeaders:
+        """Read header lines from ``rfile`` (a buffered reader) up to the blank line ending
+        them: in one piece when the reader holds them all already (a handshake's usually
+        arrive in one packet), else line by line."""
+        buffered = rfile.peek(1)
+        if buffered[:1] == b"\n" or buffered[:2] == b"\r\n":
+            rfile.readline()
+            return cls()
+        blank = _BLANK_LINE.search(buffered, 0, MAX_FIELD_LINE)
+        if blank is None:
+            return cls._read_lines(rfile)
+        block = rfile.read(blank.end())[: blank.start() + 1].decode("latin-1")
+        if _FIELDS.fullmatch(block) is None:
+            return cls(status="malformed header line")
+        fields = _FIELD.findall(block)
+        if len(fields) > MAX_FIELDS:
+            return cls(status=f"more than {MAX_FIELDS} header lines")
+        return cls([(name, value.rstrip(" \t")) for name, value in fields])
+
+    @classmethod
+    def _read_lines(cls, rfile: Any) -> RequestHeaders:
+        fields: list[tuple[str, str]] = []
+        while True:
+            line = rfile.readline(MAX_FIELD_LINE + 1)
+            if line == b"\r\n" or line == b"\n":
+                return cls(fields)
+            if not line.endswith(b"\n") and len(line) <= MAX_FIELD_LINE:
+                raise RequestCutShort  # the stream ended in the headers
+            if len(line) > MAX_FIELD_LINE:
+                return cls(status="header line too long")
+            if len(fields) == MAX_FIELDS:
+                return cls(status=f"more than {MAX_FIELDS} header lines")
+            match = _FIELD.fullmatch(line.decode("latin-1"))
+            if match is None:
+                return cls(status="malformed header line")
+            name, value = match.groups()
+            fields.append((name, value.rstrip(" \t")))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The first value of the field ``name`` (any case), or ``default``."""
+        return self._first.get(name.lower(), default)
+
+    getheader = get
+
+    @property
+    def typeheader(self) -> str | None:
+        return self._first.get("content-type")
+
+    def __delitem__(self, name: str) -> None:
+        lower = name.lower()
+        self._fields = [field for field in self._fields if field[0].lower() != lower]
+        self._first.pop(lower, None)
+
+    @property
+    def headers(self) -> list[str]:
+        """The header lines, as ``email.message``-based headers give them to pywsgi."""
+        return [f"{name}: {value}\r\n" for name, value in self._fields]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._fields)
+
+    def environ_items(self) -> list[tuple[str, str]]:
+        """The fields as CGI variables (``HTTP_USER_AGENT``), as pywsgi names them: names with
+        an underscore are dropped (they could pass for another header), and Content-Type and
+        Content-Length, which are CGI variables of their own, are left out."""
+        items = []
+        for name, value in self._fields:
+            if "_" in name:
+                continue
+            key = name.replace("-", "_").upper()
+            if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+                items.append(("HTTP_" + key, value))
+        return items
+
+
+class RequestCutShort(BaseException):
+    """The client's stream ended before its request headers did: the client is gone, and the
+    connection is closed with no response and no log line. (A BaseException, so that pywsgi's
+    handling of invalid requests, which answers 400 and logs, lets it through.)"""
+
+
+class LeanRequestMixin:
+    """For pywsgi handlers: request headers read by ``RequestHeaders`` (see there)."""
+
+    def handle_one_request(self) -> Any:
+        try:
+            return super().handle_one_request()  # type: ignore[misc]
+        except RequestCutShort:
+            self.close_connection = True
+            return None
+
+    def MessageClass(self, rfile: Any, *args: Any) -> RequestHeaders:  # noqa: N802 - pywsgi's
+        return RequestHeaders.read(rfile)
+
+    def _headers(self) -> Any:
+        headers = getattr(self, "headers", None)
+        if isinstance(headers, RequestHeaders):
+            return headers.environ_items()
+        return super()._headers()  # type: ignore[misc]
+
+
 class _NoReader:
     """Stands for the released reader: an empty, closed stream."""
 
@@ -253,7 +389,7 @@ def _is_plain_nonblocking(sock: Any) -> bool:
     return bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
 
 
-class WebSocketHandler(pywsgi.WSGIHandler):
+class WebSocketHandler(LeanRequestMixin, pywsgi.WSGIHandler):
     """A pywsgi handler that exposes its socket to the backend as ``ws4redis.socket``.
 
     A client has WS4REDIS_HANDSHAKE_TIMEOUT seconds to send its request line and headers (one
@@ -283,13 +419,6 @@ class WebSocketHandler(pywsgi.WSGIHandler):
             return ("408", _REQUEST_TIMEOUT_RESPONSE)
         finally:
             deadline.close()
-
-    def read_request(self, raw_requestline: str) -> Any:
-        try:
-            return super().read_request(raw_requestline)
-        except http.client.HTTPException as exc:
-            # e.g. more than 100 header lines: a client error (400), not a traceback.
-            raise ValueError(str(exc)) from exc
 
     @classmethod
     def _timeout(cls) -> float | None:
