@@ -40,7 +40,7 @@ def start_gunicorn(redis_url: str, *extra: str, stdout: int | None = None):
     while port is None or not any("Booting worker" in line for line in lines):
         line = proc.stderr.readline()
         lines.append(line)
-        match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
+        match = re.search(r"Listening at: https?://127\.0\.0\.1:(\d+)", line)
         if match:
             port = int(match.group(1))
         if not line or time.monotonic() > deadline:

@@ -7,6 +7,7 @@ open websocket is closed with 1001 (going away) so clients reconnect to the next
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gevent
@@ -15,7 +16,7 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from .backends.gevent import LeanRequestMixin
 from .frames import CloseCode
-from .relay import close_all
+from .relay import close_all, live_relays
 
 
 class WebSocketHandler(LeanRequestMixin, PyWSGIHandler):
@@ -36,6 +37,15 @@ class GeventWebSocketWorker(GeventPyWSGIWorker):
     """A gunicorn gevent worker that serves ws4redis_gevent websockets."""
 
     wsgi_handler = WebSocketHandler
+
+    def run(self) -> None:
+        super().run()
+        # Idle websockets are served outside gunicorn's pool (no greenlet while idle), so
+        # gunicorn does not wait for them: they get the graceful timeout to finish the closing
+        # handshakes close_all started when the signal came.
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while live_relays() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
 
     def handle_quit(self, sig: int, frame: Any) -> None:
         gevent.spawn(close_all, CloseCode.GOING_AWAY, "server shutting down")

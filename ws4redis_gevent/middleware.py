@@ -24,6 +24,7 @@ from .handshake import check_handshake
 from .identity import WebsocketRequest
 from .origin import OriginPolicy
 from .relay import Outbox, Relay
+from .subscriber import RedisSubscriber
 
 logger = logging.getLogger("ws4redis_gevent")
 
@@ -72,16 +73,22 @@ class WebsocketMiddleware:
         # Counted from the handshake to the end of the relay: websockets being opened count.
         if not _websockets.enter(self.settings.max_connections):
             return self._refuse(environ, start_response, _too_many())
+        handed_over = False
         try:
-            return self._serve(environ, start_response)
+            result, handed_over = self._serve(environ, start_response)
+            return result
         finally:
-            _websockets.leave()
+            if not handed_over:
+                _websockets.leave()
 
-    def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+    def _serve(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> tuple[Any, bool]:
+        # The response, and whether the websocket lives on after this request returns.
         try:
             backend, headers, request, subscriber, outbox, persisted = self._prepare(environ)
         except HandshakeError as exc:
-            return self._refuse(environ, start_response, exc)
+            return self._refuse(environ, start_response, exc), False
         try:
             websocket = backend.upgrade(
                 environ, start_response, headers, self.settings.max_message_size
@@ -89,8 +96,7 @@ class WebsocketMiddleware:
         except BaseException:
             subscriber.release()
             raise
-        self._relay(websocket, request, subscriber, outbox, persisted)
-        return []
+        return [], self._relay(websocket, request, subscriber, outbox, persisted)
 
     # -- before the upgrade ----------------------------------------------------------------
 
@@ -202,7 +208,9 @@ class WebsocketMiddleware:
 
     def _relay(
         self, websocket: Any, request: Any, subscriber: Any, outbox: Outbox, persisted: list[Any]
-    ) -> None:
+    ) -> bool:
+        """Relay the websocket; True when it was handed over to the event loop (served with no
+        greenlet while idle, after this request returns), False once it has ended."""
         outbox.put_first(*persisted)
         outbox.attach(websocket)
         relay = Relay(
@@ -215,11 +223,29 @@ class WebsocketMiddleware:
         )
         if logger.isEnabledFor(logging.INFO):
             logger.info("WEBSOCKET %s connected %s", request.path, list(subscriber.plan.subscribe))
+        path = request.path  # the request itself is not kept
+
+        def ended() -> None:
+            subscriber.release()
+            logger.info("WEBSOCKET %s closed (%s)", path, relay.close_code)
+
+        if relay.can_park:
+
+            def ended_parked() -> None:
+                try:
+                    ended()
+                finally:
+                    _websockets.leave()
+
+            # Our subscriber's release never blocks (the hub lets channels linger): the end
+            # may then run in the event loop. Another WS4REDIS_SUBSCRIBER's might block.
+            relay.start(on_end=ended_parked, end_in_loop=type(subscriber) is RedisSubscriber)
+            return True
         try:
             relay.run()
         finally:
-            subscriber.release()
-            logger.info("WEBSOCKET %s closed (%s)", request.path, relay.close_code)
+            ended()
+        return False
 
 
 class _Counter:

@@ -1,11 +1,19 @@
-"""The relay loop between one websocket and Redis, written once for every backend.
+"""The relay between one websocket and Redis, written once for every backend.
 
-One greenlet per websocket, the request's own: it receives frames and publishes. The hub
-writes what it delivers straight to the socket (``Outbox.flush``); only when a socket cannot
-take everything at once does a writer greenlet start, finish the job and end. One greenlet per
-process keeps the timers of every websocket (``Keepalive``: protocol pings that detect dead
-peers, the application heartbeat of WS4REDIS_HEARTBEAT). An idle websocket thus costs one
-parked greenlet, its socket and a few small objects.
+Reading: where the backend can watch its socket (``park``: gevent's, on plain sockets), an idle
+websocket has no greenlet at all; the event loop watches its socket, and when frames arrive a
+greenlet starts, handles them (publishing, answering pings) and ends once nothing is left to
+read (``Relay.start``). Elsewhere (uWSGI, TLS sockets) the request's own greenlet receives in
+a loop until the websocket closes (``Relay.run``).
+
+Writing: the hub writes what it delivers straight to the socket (``Outbox.flush``); only when a
+socket cannot take everything at once does a writer greenlet start, finish the job and end.
+
+Timers: one greenlet per process keeps those of every websocket (``Keepalive``: protocol pings
+that detect dead peers, the application heartbeat of WS4REDIS_HEARTBEAT).
+
+An idle websocket thus costs its socket, a watcher and a few small objects (a parked greenlet
+costs 8 KiB more).
 """
 
 from __future__ import annotations
@@ -256,6 +264,8 @@ class Relay:
         "_next_beat",
         "_tokens",
         "_tokens_at",
+        "_on_end",
+        "_end_in_loop",
         "__weakref__",
     )
 
@@ -288,6 +298,8 @@ class Relay:
         self._next_beat = now + self._beat if self._beat else float("inf")
         self._tokens = float(settings.publish_burst)
         self._tokens_at = time.monotonic()
+        self._on_end: Callable[[], Any] | None = None
+        self._end_in_loop = False
         outbox.on_overflow = self._on_overflow
         outbox.on_backlog = self._start_writer
         if hasattr(websocket, "write_timeout"):
@@ -298,13 +310,84 @@ class Relay:
         logger.info("websocket too slow: %d messages pending, closing", self.outbox.limit)
         gevent.spawn(self.close, CloseCode.POLICY_VIOLATION, "too slow")
 
+    @property
+    def can_park(self) -> bool:
+        """Whether the websocket can be served without a greenlet while idle (``start``)."""
+        return bool(getattr(self.websocket, "can_park", False))
+
     def run(self) -> None:
-        """Relay until the websocket closes; always releases the socket and the writer."""
+        """Relay until the websocket closes, in this greenlet; always releases the socket and
+        the writer."""
+        self._begin()
+        try:
+            self._guarded(self._read_loop)
+        finally:
+            self._end()
+
+    def start(self, on_end: Callable[[], Any] | None = None, end_in_loop: bool = False) -> None:
+        """Relay with no greenlet while the websocket is idle, and return at once.
+
+        The websocket's socket is watched by the event loop; when frames arrive, a greenlet
+        handles them and ends when nothing is left to read. ``on_end`` is called once the
+        websocket has ended and its socket is closed: in a greenlet, or with ``end_in_loop``
+        (``on_end`` never blocks) right in the event loop when the client ends its stream while
+        nothing else is under way, the usual end of an idle websocket, which then costs no
+        greenlet at all. Needs ``can_park``.
+        """
+        self._on_end = on_end
+        self._end_in_loop = end_in_loop
+        self._begin()
+        self.websocket.park(self._readable)  # type: ignore[attr-defined]
+
+    def _begin(self) -> None:
         _live.add(self)
         _keepalive.add(self)
         self.outbox.flush()  # persisted or recovered messages, and what arrived meanwhile
+
+    def _readable(self) -> None:
+        # Called by the event loop, which must never block: frames go to a greenlet (it may
+        # publish, and wait for the socket to take a reply).
+        if not self._end_in_loop or self._writer is not None or self._close_timer is not None:
+            gevent.spawn(self._read_ready)
+            return
         try:
-            self._read_loop()
+            events = self.websocket.receive_nowait()  # type: ignore[attr-defined]
+        except ConnectionClosed:
+            self._end()  # nothing here blocks: no drain once the client's stream has ended
+            return
+        except Exception:
+            events = None  # a protocol error: the greenlet meets it again, and closes
+        else:
+            if events is None:  # woken for nothing whole yet
+                self.websocket.park(self._readable)  # type: ignore[attr-defined]
+                return
+        gevent.spawn(self._read_ready, events)
+
+    def _read_ready(self, events: list[Any] | None = None) -> None:
+        parked = False
+        try:
+            parked = self._guarded(self._read_available, events)
+        finally:
+            if not parked:
+                self._end()
+
+    def _read_available(self, events: list[Any] | None) -> bool:
+        """Handle what the socket holds; park again (True) or end (False) when it is done."""
+        while True:
+            if events is None:
+                events = self.websocket.receive_nowait()  # type: ignore[attr-defined]
+                if events is None:  # nothing more to read: idle again
+                    self.websocket.park(self._readable)  # type: ignore[attr-defined]
+                    return True
+            self._last_received = time.monotonic()
+            if self._handle(events):
+                return False
+            events = None
+
+    def _guarded(self, body: Callable[..., Any], *args: Any) -> Any:
+        """Run ``body``; a failure closes the websocket with the fitting code (False)."""
+        try:
+            return body(*args)
         except ProtocolError as exc:
             logger.info("closing websocket: %s", exc)
             self.close(exc.code, exc.reason)
@@ -322,15 +405,22 @@ class Relay:
             if not isinstance(exc, gevent.GreenletExit):
                 self.close(CloseCode.GOING_AWAY, "server shutting down")
             raise
-        finally:
-            self.finished = True
-            self.outbox.detach()
-            _live.discard(self)
+        return False
+
+    def _end(self) -> None:
+        self.finished = True
+        self.outbox.detach()
+        _live.discard(self)
+        try:
             if self._writer is not None:
                 self._writer.kill()
             if self._close_timer is not None:
                 self._close_timer.kill()
             self.websocket.shutdown(drain=True)
+        finally:
+            if self._on_end is not None:
+                on_end, self._on_end = self._on_end, None
+                on_end()
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the closing handshake: send a close frame; the client has CLOSE_TIMEOUT
@@ -350,15 +440,21 @@ class Relay:
         while True:
             events = self.websocket.receive()
             self._last_received = time.monotonic()
-            for event in events:
-                if isinstance(event, Message):
-                    if not self._closing:
-                        self._on_message(event.data)
-                elif isinstance(event, Ping):
-                    self.websocket.pong(event.payload)
-                elif isinstance(event, Close):
-                    self._on_close(event)
-                    return
+            if self._handle(events):
+                return
+
+    def _handle(self, events: list[Any]) -> bool:
+        """Act on received events; True once the client's close frame came."""
+        for event in events:
+            if isinstance(event, Message):
+                if not self._closing:
+                    self._on_message(event.data)
+            elif isinstance(event, Ping):
+                self.websocket.pong(event.payload)
+            elif isinstance(event, Close):
+                self._on_close(event)
+                return True
+        return False
 
     def _on_close(self, close: Close) -> None:
         if self.close_code is None:

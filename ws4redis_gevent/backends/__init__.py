@@ -54,6 +54,11 @@ class WebSocket(Protocol):
 # sends it first in ``finish_write()`` (or any later write), so frames never interleave. The hub
 # then writes fan-out messages itself, in one system call per socket and burst; without it,
 # each websocket's writer greenlet sends.
+# It may also have ``can_park: bool``, and when it is true ``park(callback)`` and
+# ``receive_nowait() -> list[Event] | None``: the relay then serves the websocket without a
+# greenlet while it is idle (``Relay.start``). ``park`` has the event loop call ``callback``
+# (which must not block) once the socket is readable; ``receive_nowait`` returns what arrived,
+# None when no whole frame did.
 # It may also have ``write_timeout: float | None``: the relay sets it, and a write that makes no
 # progress for that long raises ConnectionClosed (a vanished peer whose socket buffer is full).
 

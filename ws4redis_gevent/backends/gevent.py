@@ -7,12 +7,13 @@ middleware decide first, then writes the 101 response and RFC 6455 frames itself
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import fcntl
 import os
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gevent
@@ -53,6 +54,7 @@ class GeventWebSocket:
         # non-blocking mode); only for plain sockets, never under TLS.
         self._fd: int | None = sock.fileno() if _is_plain_nonblocking(sock) else None
         self._buffered = buffered
+        self._watcher: Any = None  # the event loop's watch on the socket while parked
 
     def receive(self) -> list[Event]:
         if self._parser.error is not None:
@@ -63,7 +65,7 @@ class GeventWebSocket:
             else:
                 try:
                     # An idle websocket waits with no read buffer: recv allocates one per read.
-                    data = self._sock.recv(READ_SIZE)
+                    data = self._recv()
                 except (OSError, ValueError) as exc:
                     raise ConnectionClosed(str(exc)) from exc
                 if not data:
@@ -73,12 +75,70 @@ class GeventWebSocket:
             if events:
                 return events
 
+    def _recv(self) -> bytes:
+        sock = self._sock
+        if type(sock) is _socket.socket:  # a bare socket (see _take_over): wait on its fd
+            while True:
+                try:
+                    return os.read(sock.fileno(), READ_SIZE)
+                except BlockingIOError:
+                    gevent.socket.wait_read(sock.fileno())
+        return bytes(sock.recv(READ_SIZE))
+
+    def receive_nowait(self) -> list[Event] | None:
+        """The events the socket holds now; None when it holds no whole frame (nothing to
+        wait for in this greenlet: ``park`` until more arrives). ConnectionClosed at the end
+        of the stream."""
+        if self._parser.error is not None:
+            raise self._parser.error
+        while True:
+            if self._buffered:
+                data, self._buffered = self._buffered, b""
+            else:
+                if self._fd is None:
+                    raise ConnectionClosed("the socket is closed")
+                try:
+                    data = os.read(self._fd, READ_SIZE)
+                except BlockingIOError:
+                    return None
+                except OSError as exc:
+                    self._eof = True  # a reset: nothing more will come, nothing to drain
+                    raise ConnectionClosed(str(exc)) from exc
+                if not data:
+                    self._eof = True
+                    raise ConnectionClosed("end of stream")
+            events = self._parser.feed(data)
+            if events:
+                return events
+
+    @property
+    def can_park(self) -> bool:
+        """Whether ``park`` and ``receive_nowait`` work: on plain sockets, not under TLS."""
+        return self._fd is not None
+
+    def park(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback`` (from the event loop: it must not block) once the socket has
+        something to read: frames, the end of the stream, or an error. Until then the
+        websocket needs no greenlet."""
+        if self._buffered or self._fd is None:
+            gevent.get_hub().loop.run_callback(callback)
+            return
+        watcher = self._watcher
+        if watcher is None:
+            watcher = self._watcher = gevent.get_hub().loop.io(self._fd, 1)
+        watcher.start(self._wake, callback)
+
+    def _wake(self, callback: Callable[[], Any]) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()  # one call per park: the callback reads, then parks again
+        callback()
+
     def _write(self, data: bytes) -> None:
         try:
             with self._write_lock:
                 if self._tail:
                     data, self._tail = self._tail + data, b""
-                if self._fd is None or self.write_timeout is None:
+                if self._fd is None:
                     self._sock.sendall(data)
                 else:
                     self._write_fd(self._fd, data, self.write_timeout)
@@ -86,7 +146,7 @@ class GeventWebSocket:
             raise ConnectionClosed(str(exc)) from exc
 
     @staticmethod
-    def _write_fd(fd: int, data: bytes, timeout: float) -> None:
+    def _write_fd(fd: int, data: bytes, timeout: float | None) -> None:
         # sendall with a deadline on progress rather than on the whole write: a big backlog
         # to a live client may take long, a peer that takes nothing at all is dead.
         view = memoryview(data)
@@ -168,9 +228,13 @@ class GeventWebSocket:
     def shutdown(self, drain: bool = False) -> None:
         if drain and not self._eof:
             self._drain()
-        # Never write to the descriptor number again: once closed, the kernel gives it to the
-        # next connection accepted.
+        # Never write to (or watch) the descriptor number again: once closed, the kernel gives
+        # it to the next connection accepted.
         self._fd = None
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher.close()
+            self._watcher = None
         self.close_sent = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
@@ -183,7 +247,7 @@ class GeventWebSocket:
         try:
             self._sock.shutdown(socket.SHUT_WR)
             with gevent.Timeout(DRAIN_TIMEOUT, False):
-                while self._sock.recv(READ_SIZE):
+                while self._recv():
                     pass
         except (OSError, ValueError):
             pass
@@ -383,8 +447,17 @@ class _NoReader:
     readline = read1 = read
 
 
+def _take_over(sock: Any) -> _socket.socket:
+    """The connection on a socket object of its own: the server closes its socket object when
+    the request ends, and a websocket served without a greenlet (``park``) outlives it. A bare
+    socket: the websocket reads and writes its descriptor and waits on it itself, so gevent's
+    socket object, with its two watchers, would only cost memory."""
+    family, kind, proto = sock.family, sock.type, sock.proto
+    return _socket.socket(family, kind, proto, sock.detach())
+
+
 def _is_plain_nonblocking(sock: Any) -> bool:
-    if type(sock) is not gevent.socket.socket:
+    if type(sock) is not gevent.socket.socket and type(sock) is not _socket.socket:
         return False
     return bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
 
@@ -469,6 +542,8 @@ class GeventBackend:
             handler.close_connection = True
         buffered = take_buffered(sock, rfile)
         _release_reader(handler, environ, rfile)
+        if _is_plain_nonblocking(sock):
+            sock = _take_over(sock)
         return GeventWebSocket(sock, buffered, max_message_size)
 
 
