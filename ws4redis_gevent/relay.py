@@ -1,10 +1,10 @@
 """The relay between one websocket and Redis, written once for every backend.
 
-Reading: where the backend can watch its socket (``park``: gevent's, on plain sockets), an idle
-websocket has no greenlet at all; the event loop watches its socket, and when frames arrive a
-greenlet starts, handles them (publishing, answering pings) and ends once nothing is left to
-read (``Relay.start``). Elsewhere (uWSGI, TLS sockets) the request's own greenlet receives in
-a loop until the websocket closes (``Relay.run``).
+Reading: where the backend can watch its socket (``park``: gevent's and uWSGI's, on plain
+sockets), an idle websocket has no greenlet at all; the event loop watches its socket, and when
+frames arrive a greenlet starts, handles them (publishing, answering pings) and ends once
+nothing is left to read (``Relay.start``). Elsewhere (TLS sockets) the request's own greenlet
+receives in a loop until the websocket closes (``Relay.run``).
 
 Writing: the hub writes what it delivers straight to the socket (``Outbox.flush``); only when a
 socket cannot take everything at once does a writer greenlet start, finish the job and end.
