@@ -57,59 +57,58 @@ class GeventWebSocket:
         self._watcher: Any = None  # the event loop's watch on the socket while parked
 
     def receive(self) -> list[Event]:
-        if self._parser.error is not None:
-            raise self._parser.error
-        while True:
-            if self._buffered:
-                data, self._buffered = self._buffered, b""
-            else:
-                try:
-                    # An idle websocket waits with no read buffer: recv allocates one per read.
-                    data = self._recv()
-                except (OSError, ValueError) as exc:
-                    raise ConnectionClosed(str(exc)) from exc
-                if not data:
-                    self._eof = True
-                    raise ConnectionClosed("end of stream")
-            events = self._parser.feed(data)
-            if events:
-                return events
-
-    def _recv(self) -> bytes:
-        sock = self._sock
-        if type(sock) is _socket.socket:  # a bare socket (see _take_over): wait on its fd
-            while True:
-                try:
-                    return os.read(sock.fileno(), READ_SIZE)
-                except BlockingIOError:
-                    gevent.socket.wait_read(sock.fileno())
-        return bytes(sock.recv(READ_SIZE))
+        events = self._next_events(self._read_blocking)
+        return events if events is not None else []  # (a blocking read never gives None)
 
     def receive_nowait(self) -> list[Event] | None:
         """The events the socket holds now; None when it holds no whole frame (nothing to
         wait for in this greenlet: ``park`` until more arrives). ConnectionClosed at the end
         of the stream."""
+        return self._next_events(self._read_nowait)
+
+    def _next_events(self, read: Callable[[], bytes | None]) -> list[Event] | None:
+        # Bytes from ``read`` (None: none there yet) into the parser until it has events.
         if self._parser.error is not None:
             raise self._parser.error
         while True:
-            if self._buffered:
-                data, self._buffered = self._buffered, b""
+            data: bytes | None = self._buffered
+            if data:
+                self._buffered = b""
             else:
-                if self._fd is None:
-                    raise ConnectionClosed("the socket is closed")
-                try:
-                    data = os.read(self._fd, READ_SIZE)
-                except BlockingIOError:
+                data = read()
+                if data is None:
                     return None
-                except OSError as exc:
-                    self._eof = True  # a reset: nothing more will come, nothing to drain
-                    raise ConnectionClosed(str(exc)) from exc
                 if not data:
                     self._eof = True
                     raise ConnectionClosed("end of stream")
             events = self._parser.feed(data)
             if events:
                 return events
+
+    def _read_blocking(self) -> bytes:
+        # An idle websocket waits with no read buffer: each read allocates one.
+        sock = self._sock
+        try:
+            if type(sock) is not _socket.socket:
+                return bytes(sock.recv(READ_SIZE))
+            while True:  # a bare socket (see _take_over): wait on its descriptor
+                try:
+                    return os.read(sock.fileno(), READ_SIZE)
+                except BlockingIOError:
+                    gevent.socket.wait_read(sock.fileno())
+        except (OSError, ValueError) as exc:
+            raise ConnectionClosed(str(exc)) from exc
+
+    def _read_nowait(self) -> bytes | None:
+        if self._fd is None:
+            raise ConnectionClosed("the socket is closed")
+        try:
+            return os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self._eof = True  # a reset: nothing more will come, nothing to drain
+            raise ConnectionClosed(str(exc)) from exc
 
     @property
     def can_park(self) -> bool:
@@ -247,9 +246,9 @@ class GeventWebSocket:
         try:
             self._sock.shutdown(socket.SHUT_WR)
             with gevent.Timeout(DRAIN_TIMEOUT, False):
-                while self._recv():
+                while self._read_blocking():
                     pass
-        except (OSError, ValueError):
+        except (OSError, ValueError, ConnectionClosed):
             pass
 
 
@@ -361,10 +360,10 @@ class RequestHeaders:
             line = rfile.readline(MAX_FIELD_LINE + 1)
             if line == b"\r\n" or line == b"\n":
                 return cls(fields)
-            if not line.endswith(b"\n") and len(line) <= MAX_FIELD_LINE:
-                raise RequestCutShort  # the stream ended in the headers
             if len(line) > MAX_FIELD_LINE:
                 return cls(status="header line too long")
+            if not line.endswith(b"\n"):
+                raise RequestCutShort  # the stream ended in the headers
             if len(fields) == MAX_FIELDS:
                 return cls(status=f"more than {MAX_FIELDS} header lines")
             match = _FIELD.fullmatch(line.decode("latin-1"))
