@@ -36,6 +36,7 @@ def stats() -> dict:
         "fds": len(os.listdir("/proc/self/fd")),
         "reconnects": sum(h.reconnects for h in hubs),
         "hubs": len(hubs),
+        "gc_frozen": gc.get_freeze_count(),
     }
 
 

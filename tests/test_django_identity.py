@@ -270,3 +270,45 @@ def test_open_websockets_hold_no_database_connection(django_server, browser, dja
             stack.enter_context(john.connect(f"/ws/{FACILITY}?subscribe-user"))
         assert subscribed(django_server) == {f"user:john:{FACILITY}": 3}
         assert database_handles(django_server, django_site.database) == 0
+
+
+def in_new_thread(body):
+    """Run ``body`` in a thread of its own (Django's connections are per thread here: the test
+    process is not monkey-patched) and return what it returns."""
+    import threading
+
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(body()))
+    thread.start()
+    thread.join(10)
+    assert results, "the thread failed"
+    return results[0]
+
+
+def test_database_connections_closed_only_where_one_was_opened(django_site, monkeypatch):
+    """close_database_connections closes what the handshake's greenlet opened (the session
+    read from the database), and skips Django's per-alias lookups where nothing was opened
+    (signed-cookie or cached sessions)."""
+    from django.db import connections
+
+    from ws4redis_gevent import django_request
+
+    closes: list[int] = []
+    close_all = connections.close_all
+    monkeypatch.setattr(connections, "close_all", lambda: (closes.append(1), close_all()))
+
+    def nothing_opened():
+        django_request.close_database_connections()
+        return len(closes)
+
+    def one_opened():
+        connection = connections["default"]
+        connection.ensure_connection()
+        assert connection.connection is not None
+        django_request.close_database_connections()
+        closed = connection.connection is None
+        django_request.close_database_connections()  # nothing opened since: skipped
+        return closed, len(closes)
+
+    assert in_new_thread(nothing_opened) == 0
+    assert in_new_thread(one_opened) == (True, 1)

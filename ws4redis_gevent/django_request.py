@@ -6,12 +6,15 @@ The app ``ws4redis_gevent`` stores the user's name and group names in the sessio
 
 from __future__ import annotations
 
+import weakref
 from importlib import import_module
 from typing import Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import connections
+from django.db.backends.signals import connection_created
+from greenlet import getcurrent
 
 from .channels import SESSION_GROUPS_KEY, SESSION_USERNAME_KEY
 
@@ -99,12 +102,29 @@ def _session_engine(name: str) -> Any:
 
 
 def close_database_connections() -> None:
-    """Close the database connections this greenlet opened while identifying a websocket.
+    """Close the database connections this greenlet holds, before its websocket is relayed.
 
     Django closes them when a request finishes; a websocket's request lasts as long as the
-    websocket, so without this each open websocket would hold a database connection.
+    websocket, so without this each open websocket would hold a database connection. A
+    greenlet that never opened one (the usual handshake: a signed-cookie or cached session
+    needs no database) skips Django's per-alias lookups altogether.
     """
-    connections.close_all()
+    current = getcurrent()
+    if current in _connected:
+        _connected.discard(current)
+        connections.close_all()
+
+
+# The greenlets (in threads: each thread's main greenlet) that opened a database connection:
+# Django announces every connection it opens with ``connection_created``.
+_connected: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _note_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
+    _connected.add(getcurrent())
+
+
+connection_created.connect(_note_connection, weak=False, dispatch_uid=__name__)
 
 
 def session_user(request: WSGIRequest) -> SessionUser:
