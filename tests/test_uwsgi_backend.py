@@ -8,6 +8,7 @@ socket over instead of using uWSGI's websocket API is shown in tests/test_uwsgi_
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shlex
 import signal
@@ -314,5 +315,40 @@ def test_frame_sent_before_the_101_is_lost_under_uwsgi(redis_url, kind, kept):
                 echoed.append(reader.read(head[1]))
             reader.close()
         assert echoed == ([b"early"] if kept else []) + [b"after the 101"]
+    finally:
+        stack.stop()
+
+
+def test_open_websockets_do_not_hold_async_cores(uwsgi, redis_url):
+    """A websocket whose handshake is done is parked on the event loop and its request ends:
+    uWSGI's async core is free again, so a worker with ``--gevent 4`` holds ten websockets
+    (and still answers HTTP), each receiving what is published."""
+    stack = uwsgi("http-socket", "--gevent", "4")
+    with contextlib.ExitStack() as opened:
+        sockets = [
+            opened.enter_context(stack.connect("/ws/cores?subscribe-broadcast", open_timeout=5))
+            for _ in range(10)
+        ]
+        assert stack.get("/plain", timeout=5) == (200, b"app saw GET /plain")
+        assert redis.Redis.from_url(redis_url).publish("broadcast:cores", "to all ten") == 1
+        for ws in sockets:
+            assert ws.recv(timeout=5) == "to all ten"
+
+
+def test_documented_gc_freeze_under_uwsgi(redis_url, tmp_path):
+    """docs/deployment.rst's lines for the end of the WSGI module, under uWSGI: the worker
+    serves with the loaded application frozen for the garbage collector, websockets work."""
+    reason = missing_binary("uwsgi")
+    if reason:
+        pytest.skip(reason)
+    module = tmp_path / "frozen_wsgi.py"
+    sample = documented_sample("tested-deployment", "uwsgi-gc-freeze")
+    module.write_text("from gunicorn_app import app as application\n\n" + sample)
+    stack = make_stack("uwsgi-frozen", {"connection": redis_url})
+    try:
+        start_uwsgi(stack, "http-socket", "--pythonpath", str(tmp_path), app="frozen_wsgi")
+        stack.wait_until_serving()
+        assert stack.stats()["gc_frozen"] > 10_000
+        assert_serves(stack)
     finally:
         stack.stop()
