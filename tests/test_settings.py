@@ -94,6 +94,40 @@ def test_non_positive_max_message_size_rejected(size: int) -> None:
         Settings(max_message_size=size)
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("ping_interval", 0),
+        ("ping_timeout", -1.0),
+        ("heartbeat_interval", 0.0),
+        ("subscribe_timeout", 0),
+        ("max_pending_messages", 0),
+        ("publish_burst", 0),
+        ("publish_rate", 0),
+        ("max_connections", 0),
+        ("ping_interval", "20"),
+        ("ping_interval", True),
+        ("handshake_timeout", None),
+    ],
+)
+def test_non_positive_intervals_and_limits_rejected(option: str, value: object) -> None:
+    """Intervals and limits must be positive numbers (a ping interval of 0 would ping in a
+    loop, a queue limit of 0 would close every websocket): the error names the setting."""
+    with pytest.raises(ImproperlyConfigured, match=django_name(option)):
+        Settings(**{option: value})
+
+
+def test_limits_that_can_be_off_accept_none_and_zero() -> None:
+    """The publish rate and the connection limit turn off with None, the handshake timeout
+    with 0, as docs/settings.rst says."""
+    settings = Settings(publish_rate=None, max_connections=None, handshake_timeout=0)
+    assert (settings.publish_rate, settings.max_connections, settings.handshake_timeout) == (
+        None,
+        None,
+        0,
+    )
+
+
 def test_replace_unknown_option_raises() -> None:
     """An unknown option name is a configuration error naming it."""
     with pytest.raises(ImproperlyConfigured, match="expiry"):

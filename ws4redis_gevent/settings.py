@@ -53,6 +53,15 @@ class Settings:
             raise ImproperlyConfigured("WEBSOCKET_URL must start and end with '/'")
         if self.max_message_size <= 0:
             raise ImproperlyConfigured("WS4REDIS_MAX_MESSAGE_SIZE must be positive")
+        # Intervals and limits of 0 or less would make timers fire in a loop, close every
+        # websocket at once or refuse every message: refused here, with the setting's name.
+        for name in _POSITIVE:
+            _check_positive(name, getattr(self, name))
+        for name in _POSITIVE_OR_NONE:
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name))
+        if self.handshake_timeout is None or not _is_number(self.handshake_timeout):
+            raise ImproperlyConfigured("WS4REDIS_HANDSHAKE_TIMEOUT must be a number (0: off)")
         if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
             raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
 
@@ -62,6 +71,26 @@ class Settings:
         if unknown:
             raise ImproperlyConfigured(f"unknown ws4redis option(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **options)
+
+
+_POSITIVE = (
+    "heartbeat_interval",
+    "ping_interval",
+    "ping_timeout",
+    "subscribe_timeout",
+    "max_pending_messages",
+    "publish_burst",
+)
+_POSITIVE_OR_NONE = ("publish_rate", "max_connections")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if not _is_number(value) or not value > 0:
+        raise ImproperlyConfigured(f"{django_name(name)} must be a positive number, not {value!r}")
 
 
 def django_name(option: str) -> str:
