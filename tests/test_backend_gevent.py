@@ -81,3 +81,53 @@ def test_a_frame_cut_short_is_finished_before_any_other_frame():
     finally:
         websocket.shutdown()
         client.close()
+
+
+def test_outbox_is_bounded_while_the_handshake_is_under_way():
+    """Before the relay starts (the websocket is subscribed before its 101 is written),
+    deliveries count against the limit too: the outbox overflows instead of growing."""
+    outbox = Outbox(limit=3)
+    for n in range(3):
+        outbox.deliver(Outgoing(b"%d" % n))
+    assert len(outbox) == 3 and not outbox.overflowed
+    assert outbox.deliver(Outgoing(b"one too many")) is False
+    assert outbox.overflowed and len(outbox) == 0
+
+
+def test_an_ended_websockets_outbox_takes_nothing():
+    """After the websocket ended (while its socket drains, until the hub lets go of its
+    channels) deliveries are dropped, not kept."""
+    outbox = Outbox(limit=3)
+    outbox.on_backlog = lambda: None
+    outbox.deliver(Outgoing(b"before"))
+    outbox.detach()
+    assert len(outbox) == 0
+    for n in range(10):
+        assert outbox.deliver(Outgoing(b"%d" % n)) is False
+    assert len(outbox) == 0
+
+
+def test_a_relay_whose_outbox_overflowed_during_the_handshake_closes_1008():
+    """The relay starts by closing such a websocket with 1008 ("too slow"), sending none of
+    the queued messages."""
+    from ws4redis_gevent.frames import Close, encode_close
+    from ws4redis_gevent.relay import Relay
+    from ws4redis_gevent.settings import Settings
+
+    websocket, client = websocket_pair()
+    outbox = Outbox(limit=2)
+    for n in range(3):
+        outbox.deliver(Outgoing(b"%d" % n))
+    outbox.put_first([Outgoing(b"persisted")])
+    outbox.attach(websocket)
+    relay = Relay(websocket, outbox, subscriber=None, settings=Settings())
+    try:
+        relay.start()
+        client.settimeout(5)
+        assert client.recv(1000) == encode_close(Close(1008, "too slow"))
+        assert relay.close_code == 1008
+    finally:
+        if relay._close_timer is not None:
+            relay._close_timer.kill()
+        websocket.shutdown()
+        client.close()

@@ -101,10 +101,11 @@ class Outbox:
         self._send_nowait = getattr(websocket, "send_nowait", None)
 
     def detach(self) -> None:
-        """The websocket has ended: what is delivered until the hub lets go stays here."""
+        """The websocket has ended: what the hub delivers until it lets go is dropped."""
         self._send_nowait = None
         self.on_backlog = None
         self.on_overflow = None
+        self.overflowed = True  # takes nothing more
         self.clear()
 
     def deliver(self, message: Outgoing) -> bool:
@@ -117,8 +118,9 @@ class Outbox:
             return False
         items = self._items
         # The bound catches clients that do not read: messages wait only while a previous
-        # write is unfinished (``_writing``); otherwise the next flush sends them.
-        if len(items) >= self.limit and self._writing:
+        # write is unfinished (``_writing``), or while the handshake is under way (no relay
+        # yet: ``on_backlog`` unset); otherwise the next flush sends them.
+        if len(items) >= self.limit and (self._writing or self.on_backlog is None):
             self._overflow()
             return False
         items.append(message)
@@ -342,6 +344,11 @@ class Relay:
     def _begin(self) -> None:
         _live.add(self)
         _keepalive.add(self)
+        if self.outbox.overflowed:
+            # More than max_pending_messages arrived while the handshake was under way.
+            self.outbox.clear()
+            self._on_overflow()
+            return
         self.outbox.flush()  # persisted or recovered messages, and what arrived meanwhile
 
     def _readable(self) -> None:
