@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,11 +21,14 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-def start_gunicorn(redis_url: str, *extra: str, stdout: int | None = None):
-    """gunicorn with one GeventWebSocketWorker; returns (process, port) once it booted."""
+def start_gunicorn(
+    redis_url: str, *extra: str, stdout: int | None = None, options: dict | None = None
+):
+    """gunicorn with one GeventWebSocketWorker (middleware ``options``); returns (process,
+    port) once it booted."""
     env = {
         **os.environ,
-        "WS4REDIS_TEST_OPTIONS": json.dumps({"connection": redis_url}),
+        "WS4REDIS_TEST_OPTIONS": json.dumps({"connection": redis_url, **(options or {})}),
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
     }
     proc = subprocess.Popen(
@@ -116,3 +120,37 @@ def test_access_log_of_a_websocket_has_its_request_headers(redis_url):
     finally:
         proc.kill()
         proc.communicate(timeout=10)
+
+
+def read_until_eof(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_worker_applies_the_handshake_timeout(redis_url):
+    """pywsgi has no deadline for a request to arrive; the worker's handler has
+    WS4REDIS_HANDSHAKE_TIMEOUT: a silent connection is dropped, a request whose headers never
+    end gets 408 (and an access log line, not a traceback), websockets outlive it."""
+    proc, port = start_gunicorn(
+        redis_url, "--access-logfile", "-", stdout=subprocess.PIPE,
+        options={"handshake_timeout": 0.5},
+    )  # fmt: skip
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            assert read_until_eof(sock) == b""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /ws/news?subscribe-broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            assert read_until_eof(sock).startswith(b"HTTP/1.1 408 ")
+        url = f"ws://127.0.0.1:{port}/ws/news?subscribe-broadcast&publish-broadcast&echo"
+        with connect(url, open_timeout=10) as ws:
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=1.5)
+            ws.send("still open")
+            assert ws.recv(timeout=5) == "still open"
+    finally:
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=15)
+    assert '"GET /ws/news?subscribe-broadcast HTTP/1.1" 408' in stdout, stdout
+    assert "Traceback" not in stderr, stderr[-3000:]

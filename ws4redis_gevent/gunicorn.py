@@ -15,14 +15,16 @@ import gevent
 from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
-from .backends.gevent import LeanRequestMixin
+from .backends.gevent import HandshakeDeadlineMixin, LeanRequestMixin
 from .frames import CloseCode
 from .relay import close_all, live_relays
 
 
-class WebSocketHandler(LeanRequestMixin, PyWSGIHandler):
-    """gunicorn's pywsgi handler (it exposes the socket as ``gunicorn.sock``), with request
-    headers read by ``RequestHeaders``, and no access log entry built when none is written."""
+class WebSocketHandler(HandshakeDeadlineMixin, LeanRequestMixin, PyWSGIHandler):
+    """gunicorn's pywsgi handler (it exposes the socket as ``gunicorn.sock``), with the
+    handshake deadline (WS4REDIS_HANDSHAKE_TIMEOUT: pywsgi has none, so a client sending a
+    request slowly would hold a connection forever), request headers read by
+    ``RequestHeaders``, and no access log entry built when none is written."""
 
     def log_request(self) -> None:
         log = self.server.log  # gunicorn's logger (in pywsgi's adapter, which passes through)
@@ -31,6 +33,18 @@ class WebSocketHandler(LeanRequestMixin, PyWSGIHandler):
         access = getattr(log.access, "__func__", None)
         if access is Logger.access and getattr(log, "access_log_enabled", True) is False:
             return
+        if self.environ is None:
+            # Answered before the request was read whole (400, 408, 414): gunicorn's entry
+            # needs an environ; it gets what is known.
+            address = self.client_address
+            self.environ = {
+                "REQUEST_METHOD": getattr(self, "command", None) or "-",
+                "RAW_URI": getattr(self, "path", None) or "-",
+                "SERVER_PROTOCOL": getattr(self, "request_version", None) or "-",
+                "REMOTE_ADDR": address[0] if isinstance(address, tuple) else "-",
+            }
+        if getattr(self, "response_headers", None) is None:  # unset for such answers too
+            self.response_headers: list[tuple[bytes, bytes]] = []
         super().log_request()
 
 

@@ -461,27 +461,30 @@ def _is_plain_nonblocking(sock: Any) -> bool:
     return bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
 
 
-class WebSocketHandler(LeanRequestMixin, pywsgi.WSGIHandler):
-    """A pywsgi handler that exposes its socket to the backend as ``ws4redis.socket``.
-
-    A client has WS4REDIS_HANDSHAKE_TIMEOUT seconds to send its request line and headers (one
-    deadline for all of them, so dribbling bytes does not extend it), and as long to start its
-    next request on a kept-alive connection; past that the connection is closed, with a 408
-    if the request line had arrived.
+class HandshakeDeadlineMixin:
+    """For pywsgi handlers: a client has WS4REDIS_HANDSHAKE_TIMEOUT seconds to send its request
+    line and headers (one deadline for all of them, so dribbling bytes does not extend it), and
+    as long to start its next request on a kept-alive connection; past that the connection is
+    closed, with a 408 if the request line had arrived. The application itself (and so an open
+    websocket) has no deadline.
     """
 
     _handshake_timeout: float | None = None
     _deadline: gevent.Timeout | None = None
 
     def handle_one_request(self) -> Any:
+        # What a previous request on this connection left must not describe this one (in an
+        # access log line for a 408, say).
+        self.environ: dict[str, Any] | None = None
+        self.headers: Any = RequestHeaders()
         timeout = self._timeout()
         if not timeout or timeout <= 0:
-            return super().handle_one_request()
-        self.requestline = None
+            return super().handle_one_request()  # type: ignore[misc]
+        self.requestline: str | None = None
         self._deadline = deadline = gevent.Timeout(timeout)
         deadline.start()
         try:
-            return super().handle_one_request()
+            return super().handle_one_request()  # type: ignore[misc]
         except gevent.Timeout as exc:
             if exc is not deadline:
                 raise
@@ -496,15 +499,24 @@ class WebSocketHandler(LeanRequestMixin, pywsgi.WSGIHandler):
     def _timeout(cls) -> float | None:
         # Read once per process, at the first request: the middleware configures the settings
         # when it is built, before the server serves.
-        if cls._handshake_timeout is None:
+        if HandshakeDeadlineMixin._handshake_timeout is None:
             from ..settings import load
 
-            WebSocketHandler._handshake_timeout = load().handshake_timeout or 0.0
-        return cls._handshake_timeout
+            HandshakeDeadlineMixin._handshake_timeout = load().handshake_timeout or 0.0
+        return HandshakeDeadlineMixin._handshake_timeout
 
     def get_environ(self) -> dict[str, Any]:
         if self._deadline is not None:
             self._deadline.cancel()  # the request has arrived; the application has no deadline
+        return super().get_environ()  # type: ignore[misc, no-any-return]
+
+
+class WebSocketHandler(HandshakeDeadlineMixin, LeanRequestMixin, pywsgi.WSGIHandler):
+    """A pywsgi handler that exposes its socket to the backend as ``ws4redis.socket``, with the
+    handshake deadline of ``HandshakeDeadlineMixin`` and the header parser of
+    ``RequestHeaders``."""
+
+    def get_environ(self) -> dict[str, Any]:
         environ = super().get_environ()
         environ["ws4redis.socket"] = self.socket
         return environ
