@@ -72,7 +72,7 @@ CHANNEL = f"broadcast:{FACILITY}"
 WS_PATH = f"/ws/{FACILITY}?subscribe-broadcast"
 DJANGO_PATH = f"/ws/{FACILITY}?subscribe-broadcast&subscribe-user&subscribe-group"
 SESSION_USER = "benchuser"  # bench/django_app.py puts this user in the group "bench"
-FULL = {"clients": 1000, "messages": 2000, "handshakes": 2000, "run_timeout": 60.0}
+FULL = {"clients": 1000, "messages": 2000, "handshakes": 5000, "run_timeout": 60.0}
 QUICK = {"clients": 10, "messages": 50, "handshakes": 100, "run_timeout": 20.0}
 MIN_CPU_TICKS = 10  # less server CPU than this is too coarse to divide into per-delivery costs
 
@@ -453,7 +453,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--size", type=int, default=100, help="message size in bytes (100)")
     add("--rates", default="200,0", help="one run per rate, msg/s; 0 = flat out (200,0)")
     add("--targets", default=",".join(TARGETS), help="of redis,gunicorn,uwsgi (all)")
-    add("--handshakes", type=int, help="handshakes per server (2000; --quick: 100; 0: none)")
+    add("--handshakes", type=int, help="handshakes per server (5000; --quick: 100; 0: none)")
     add("--client-procs", type=int, default=1, help="load client processes (1)")
     add("--run-timeout", type=float, help="seconds a run may last after publishing (60)")
     add("--app-options", type=json.loads, default={}, help='middleware options, JSON: {"a": 1}')
