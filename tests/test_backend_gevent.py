@@ -131,3 +131,38 @@ def test_a_relay_whose_outbox_overflowed_during_the_handshake_closes_1008():
             relay._close_timer.kill()
         websocket.shutdown()
         client.close()
+
+
+def test_a_recovering_websocket_is_told_to_resync_instead_of_closed():
+    """A websocket that asked for recovery gets its history read right after subscribing, so
+    what overflows its queue during the handshake is mostly duplicates: it is dropped and the
+    client told "!resync *" first, then served normally (not locked out by 1008s)."""
+    from ws4redis_gevent.relay import RESYNC_ALL, Relay
+    from ws4redis_gevent.settings import Settings
+
+    websocket, client = websocket_pair()
+    outbox = Outbox(limit=2)
+    outbox.labels = {b"broadcast:news": b"broadcast"}
+    for n in range(5):
+        outbox.deliver(Outgoing(b"live %d" % n))
+    assert outbox.resync and not outbox.overflowed and len(outbox) <= 2
+    outbox.put_first([Outgoing(b"recovered")])
+    outbox.attach(websocket)
+    relay = Relay(websocket, outbox, subscriber=None, settings=Settings())
+    try:
+        relay.start()
+        expected = b"".join(
+            Outgoing(payload).frame for payload in (RESYNC_ALL, b"recovered", b"live 4")
+        )
+        client.settimeout(5)
+        received = b""
+        while len(received) < len(expected):
+            received += client.recv(1000)
+        assert received == expected
+        assert relay.close_code is None
+    finally:
+        relay.close()
+        if relay._close_timer is not None:
+            relay._close_timer.kill()
+        websocket.shutdown()
+        client.close()

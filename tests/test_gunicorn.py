@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -124,15 +125,31 @@ def test_access_log_of_a_websocket_has_its_request_headers(redis_url):
 
 def read_until_eof(sock: socket.socket) -> bytes:
     data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
     return data
+
+
+def plain_request(sock: socket.socket) -> bytes:
+    """One keep-alive request for /plain on ``sock``; returns the response (its length is
+    known: the test app gives a Content-Length)."""
+    sock.sendall(b"GET /plain HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    response = b""
+    while b"\r\n\r\n" not in response or not response.endswith(b"app saw GET /plain"):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {response!r}"
+        response += chunk
+    return response
 
 
 def test_worker_applies_the_handshake_timeout(redis_url):
     """pywsgi has no deadline for a request to arrive; the worker's handler has
     WS4REDIS_HANDSHAKE_TIMEOUT: a silent connection is dropped, a request whose headers never
-    end gets 408 (and an access log line, not a traceback), websockets outlive it."""
+    end gets 408 (and an access log line, not a traceback); idle kept-alive connections and
+    websockets outlive it."""
     proc, port = start_gunicorn(
         redis_url, "--access-logfile", "-", stdout=subprocess.PIPE,
         options={"handshake_timeout": 0.5},
@@ -143,6 +160,13 @@ def test_worker_applies_the_handshake_timeout(redis_url):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"GET /ws/news?subscribe-broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             assert read_until_eof(sock).startswith(b"HTTP/1.1 408 ")
+        # A kept-alive connection may stay idle past the deadline (proxies keep their
+        # upstream connections open): its next request is served.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            assert plain_request(sock).startswith(b"HTTP/1.1 200 ")
+            closed, _, _ = select.select([sock], [], [], 1.5)  # three deadlines
+            assert not closed, "the worker closed an idle kept-alive connection"
+            assert plain_request(sock).startswith(b"HTTP/1.1 200 ")
         url = f"ws://127.0.0.1:{port}/ws/news?subscribe-broadcast&publish-broadcast&echo"
         with connect(url, open_timeout=10) as ws:
             with pytest.raises(TimeoutError):

@@ -99,33 +99,41 @@ def test_non_positive_max_message_size_rejected(size: int) -> None:
     [
         ("ping_interval", 0),
         ("ping_timeout", -1.0),
-        ("heartbeat_interval", 0.0),
         ("subscribe_timeout", 0),
         ("max_pending_messages", 0),
         ("publish_burst", 0),
+        ("publish_burst", 0.5),
         ("publish_rate", 0),
         ("max_connections", 0),
         ("ping_interval", "20"),
         ("ping_interval", True),
-        ("handshake_timeout", None),
+        ("handshake_timeout", "10"),
     ],
 )
 def test_non_positive_intervals_and_limits_rejected(option: str, value: object) -> None:
     """Intervals and limits must be positive numbers (a ping interval of 0 would ping in a
-    loop, a queue limit of 0 would close every websocket): the error names the setting."""
+    loop, a queue limit of 0 would close every websocket, a burst below 1 would refuse every
+    message): the error names the setting."""
     with pytest.raises(ImproperlyConfigured, match=django_name(option)):
         Settings(**{option: value})
 
 
+def test_heartbeat_interval_is_checked_only_with_a_heartbeat() -> None:
+    """An unused heartbeat interval is not an error; with a heartbeat it must be positive."""
+    assert Settings(heartbeat_interval=0).heartbeat is None
+    with pytest.raises(ImproperlyConfigured, match="WS4REDIS_HEARTBEAT_INTERVAL"):
+        Settings(heartbeat="--heartbeat--", heartbeat_interval=0)
+
+
 def test_limits_that_can_be_off_accept_none_and_zero() -> None:
-    """The publish rate and the connection limit turn off with None, the handshake timeout
-    with 0, as docs/settings.rst says."""
-    settings = Settings(publish_rate=None, max_connections=None, handshake_timeout=0)
-    assert (settings.publish_rate, settings.max_connections, settings.handshake_timeout) == (
-        None,
-        None,
-        0,
+    """The publish rate, the connection limit and the subscribe timeout turn off with None,
+    the handshake timeout with 0 or None, as docs/settings.rst says; infinity is a number."""
+    settings = Settings(
+        publish_rate=None, max_connections=None, subscribe_timeout=None, handshake_timeout=None
     )
+    assert settings.publish_rate is settings.max_connections is settings.subscribe_timeout is None
+    assert Settings(handshake_timeout=0).handshake_timeout == 0
+    assert Settings(ping_interval=float("inf")).ping_interval == float("inf")
 
 
 def test_replace_unknown_option_raises() -> None:

@@ -124,7 +124,7 @@ class ClusterHub:
 
     # -- the Hub interface -----------------------------------------------------------------
 
-    def subscribe(self, channels: Iterable[bytes], sink: Sink, timeout: float = 5.0) -> None:
+    def subscribe(self, channels: Iterable[bytes], sink: Sink, timeout: float | None = 5.0) -> None:
         """Route ``channels`` to ``sink``, subscribing each on its shard; returns once every
         shard confirmed.
 

@@ -24,7 +24,11 @@ class WebSocketHandler(HandshakeDeadlineMixin, LeanRequestMixin, PyWSGIHandler):
     """gunicorn's pywsgi handler (it exposes the socket as ``gunicorn.sock``), with the
     handshake deadline (WS4REDIS_HANDSHAKE_TIMEOUT: pywsgi has none, so a client sending a
     request slowly would hold a connection forever), request headers read by
-    ``RequestHeaders``, and no access log entry built when none is written."""
+    ``RequestHeaders``, and no access log entry built when none is written. An idle
+    kept-alive connection waits for its next request with no deadline, as under gunicorn's
+    pywsgi handler."""
+
+    deadline_while_idle = False
 
     def log_request(self) -> None:
         log = self.server.log  # gunicorn's logger (in pywsgi's adapter, which passes through)
@@ -43,8 +47,8 @@ class WebSocketHandler(HandshakeDeadlineMixin, LeanRequestMixin, PyWSGIHandler):
                 "SERVER_PROTOCOL": getattr(self, "request_version", None) or "-",
                 "REMOTE_ADDR": address[0] if isinstance(address, tuple) else "-",
             }
-        if getattr(self, "response_headers", None) is None:  # unset for such answers too
-            self.response_headers: list[tuple[bytes, bytes]] = []
+        if self.response_headers is None:  # unset for such answers too
+            self.response_headers = []
         super().log_request()
 
 
@@ -62,7 +66,11 @@ class GeventWebSocketWorker(GeventPyWSGIWorker):
 
     def run(self) -> None:
         if self.freeze_gc:
-            gc.collect()  # what is garbage already is collected, not frozen
+            if not self.cfg.preload_app:
+                # What is garbage already is collected, not frozen. (With --preload the
+                # objects came from the master: a collection here would write to all their
+                # pages, which the workers share until then; freezing only moves lists.)
+                gc.collect()
             gc.freeze()
         super().run()
         # Idle websockets are served outside gunicorn's pool (no greenlet while idle), so

@@ -102,7 +102,7 @@ class Hub:
 
     # -- subscriptions ---------------------------------------------------------------------
 
-    def subscribe(self, channels: Iterable[bytes], sink: Sink, timeout: float = 5.0) -> None:
+    def subscribe(self, channels: Iterable[bytes], sink: Sink, timeout: float | None = 5.0) -> None:
         """Route ``channels`` to ``sink``; returns once Redis has confirmed every subscription.
 
         Raises:

@@ -76,6 +76,7 @@ class Outbox:
         "on_overflow",
         "on_backlog",
         "labels",
+        "resync",
         "_skip",
         "__weakref__",
     )
@@ -93,6 +94,8 @@ class Outbox:
         self._send_nowait: Callable[[bytes], int] | None = None
         # Set for websockets that asked for recovery: channel -> label of tagged frames.
         self.labels: dict[bytes, bytes] | None = None
+        # Live messages were dropped during the handshake: the client gets "!resync *" first.
+        self.resync = False
         # Recovery's seam: per channel, the newest history entry already queued.
         self._skip: dict[bytes, tuple[int, int]] = {}
 
@@ -121,8 +124,14 @@ class Outbox:
         # write is unfinished (``_writing``), or while the handshake is under way (no relay
         # yet: ``on_backlog`` unset); otherwise the next flush sends them.
         if len(items) >= self.limit and (self._writing or self.on_backlog is None):
-            self._overflow()
-            return False
+            if self.on_backlog is not None or self.labels is None:
+                self._overflow()
+                return False
+            # The handshake of a websocket that tracks positions: what queued up is mostly
+            # what its recovery, read from the history right after subscribing, sends anyway.
+            # Dropped; the client is told to resync (see put_first), not closed.
+            items.clear()
+            self.resync = True
         items.append(message)
         return len(items) == 1
 
@@ -344,12 +353,16 @@ class Relay:
     def _begin(self) -> None:
         _live.add(self)
         _keepalive.add(self)
-        if self.outbox.overflowed:
+        outbox = self.outbox
+        if outbox.overflowed:
             # More than max_pending_messages arrived while the handshake was under way.
-            self.outbox.clear()
+            outbox.clear()
             self._on_overflow()
             return
-        self.outbox.flush()  # persisted or recovered messages, and what arrived meanwhile
+        if outbox.resync:
+            outbox.resync = False
+            outbox.put_first([Outgoing(RESYNC_ALL)])
+        outbox.flush()  # persisted or recovered messages, and what arrived meanwhile
 
     def _readable(self) -> None:
         # Called by the event loop, which must never block: frames go to a greenlet (it may

@@ -35,7 +35,7 @@ class Settings:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
-    subscribe_timeout: float = 5.0
+    subscribe_timeout: float | None = 5.0
     backend: str | None = None
     max_pending_messages: int = 1000
     publish_rate: float | None = 50.0
@@ -44,7 +44,7 @@ class Settings:
     allowed_origins: tuple[str, ...] | list[str] | None = None
     allow_missing_origin: bool = True
     max_connections: int | None = 10000
-    handshake_timeout: float = 10.0
+    handshake_timeout: float | None = 10.0
     history: dict[str, dict[str, int]] | None = None
 
     def __post_init__(self) -> None:
@@ -60,8 +60,15 @@ class Settings:
         for name in _POSITIVE_OR_NONE:
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name))
-        if self.handshake_timeout is None or not _is_number(self.handshake_timeout):
-            raise ImproperlyConfigured("WS4REDIS_HANDSHAKE_TIMEOUT must be a number (0: off)")
+        if self.heartbeat:
+            _check_positive("heartbeat_interval", self.heartbeat_interval)
+        if not _is_number(self.publish_burst) or self.publish_burst < 1:
+            # A bucket that never holds a whole token would refuse every message.
+            raise ImproperlyConfigured(
+                f"WS4REDIS_PUBLISH_BURST must be at least 1, not {self.publish_burst!r}"
+            )
+        if self.handshake_timeout is not None and not _is_number(self.handshake_timeout):
+            raise ImproperlyConfigured("WS4REDIS_HANDSHAKE_TIMEOUT: seconds, or 0 or None (off)")
         if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
             raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
 
@@ -73,15 +80,9 @@ class Settings:
         return dataclasses.replace(self, **options)
 
 
-_POSITIVE = (
-    "heartbeat_interval",
-    "ping_interval",
-    "ping_timeout",
-    "subscribe_timeout",
-    "max_pending_messages",
-    "publish_burst",
-)
-_POSITIVE_OR_NONE = ("publish_rate", "max_connections")
+_POSITIVE = ("ping_interval", "ping_timeout", "max_pending_messages")
+# None turns these off (no rate limit, no connection limit, waiting for Redis without a limit).
+_POSITIVE_OR_NONE = ("publish_rate", "max_connections", "subscribe_timeout")
 
 
 def _is_number(value: Any) -> bool:

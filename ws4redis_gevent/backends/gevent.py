@@ -469,17 +469,28 @@ class HandshakeDeadlineMixin:
     websocket) has no deadline.
     """
 
+    #: Whether the wait for the next request on a kept-alive connection counts against the
+    #: deadline. Under gunicorn it does not: proxies keep idle upstream connections open, and
+    #: a worker closing one first races with the next request sent on it.
+    deadline_while_idle = True
+
     _handshake_timeout: float | None = None
     _deadline: gevent.Timeout | None = None
+    _requests = 0
 
     def handle_one_request(self) -> Any:
         # What a previous request on this connection left must not describe this one (in an
-        # access log line for a 408, say).
+        # access log line for a 400 or 408, say).
         self.environ: dict[str, Any] | None = None
         self.headers: Any = RequestHeaders()
+        self.command = self.path = self.request_version = None
+        self.response_headers: list[tuple[bytes, bytes]] | None = None
+        self._requests += 1
         timeout = self._timeout()
         if not timeout or timeout <= 0:
             return super().handle_one_request()  # type: ignore[misc]
+        if self._requests > 1 and not self.deadline_while_idle and not self._next_request():
+            return None
         self.requestline: str | None = None
         self._deadline = deadline = gevent.Timeout(timeout)
         deadline.start()
@@ -494,6 +505,13 @@ class HandshakeDeadlineMixin:
             return ("408", _REQUEST_TIMEOUT_RESPONSE)
         finally:
             deadline.close()
+
+    def _next_request(self) -> bool:
+        # Wait, with no deadline, until the client sends something (or ends the connection).
+        try:
+            return bool(self.rfile.peek(1))  # type: ignore[attr-defined]
+        except (OSError, ValueError):
+            return False
 
     @classmethod
     def _timeout(cls) -> float | None:
