@@ -79,15 +79,25 @@ def test_gunicorn_worker_serves_websockets_and_http(gunicorn, redis_url):
         assert response.read() == b"app saw GET /plain"
 
 
-def test_worker_freezes_the_loaded_application_for_the_garbage_collector(gunicorn):
+@pytest.mark.parametrize("extra", [[], ["--preload"]], ids=["app loaded in the worker", "preload"])
+def test_worker_freezes_the_loaded_application_for_the_garbage_collector(redis_url, extra):
     """The worker serves with the objects of the loaded app (its modules, the middleware)
-    frozen: full collections then walk only what requests and websockets created."""
+    frozen: full collections then walk only what requests and websockets created. With
+    --preload (the app loaded in the master) too."""
     import urllib.request
 
-    proc, port = gunicorn
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=5) as response:
-        frozen = json.load(response)["gc_frozen"]
-    assert frozen > 10_000  # the interpreter, gevent, redis-py, ws4redis_gevent, the test app
+    proc, port = start_gunicorn(redis_url, *extra)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=5) as response:
+            frozen = json.load(response)["gc_frozen"]
+        assert frozen > 10_000  # the interpreter, gevent, redis-py, ws4redis_gevent, the app
+        url = f"ws://127.0.0.1:{port}/ws/news?subscribe-broadcast&publish-broadcast&echo"
+        with connect(url, open_timeout=10) as ws:
+            ws.send("served")
+            assert ws.recv(timeout=5) == "served"
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
 
 
 def test_sigterm_closes_websockets_with_going_away(gunicorn):
