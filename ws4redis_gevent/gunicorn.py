@@ -39,12 +39,12 @@ class WebSocketHandler(HandshakeDeadlineMixin, LeanRequestMixin, PyWSGIHandler):
             return
         if self.environ is None:
             # Answered before the request was read whole (400, 408, 414): gunicorn's entry
-            # needs an environ; it gets what is known.
+            # needs an environ; it gets what is known (the mixin resets these per request).
             address = self.client_address
             self.environ = {
-                "REQUEST_METHOD": getattr(self, "command", None) or "-",
-                "RAW_URI": getattr(self, "path", None) or "-",
-                "SERVER_PROTOCOL": getattr(self, "request_version", None) or "-",
+                "REQUEST_METHOD": self.command or "-",
+                "RAW_URI": self.path or "-",
+                "SERVER_PROTOCOL": self.request_version or "-",
                 "REMOTE_ADDR": address[0] if isinstance(address, tuple) else "-",
             }
         if self.response_headers is None:  # unset for such answers too
