@@ -19,6 +19,7 @@ from django_fixtures import (
     server_queries,
 )
 
+from ws4redis_gevent.keys import quote
 from ws4redis_gevent.publisher import RedisPublisher
 from ws4redis_gevent.settings import Settings
 
@@ -134,7 +135,8 @@ def test_session_subscriber_receives_for_its_session(
     with john.connect(f"/ws/{FACILITY}?subscribe-session") as ws_john, \
             other.connect(f"/ws/{FACILITY}?subscribe-session") as ws_other:
         assert john.publish(FACILITY, "john's session", to="session") == [
-            f"session:{john.session_key}:{FACILITY}"
+            # A signed-cookie session key holds ':', which channel names quote (keys.quote).
+            f"session:{quote(john.session_key)}:{FACILITY}"
         ]
         other.publish(FACILITY, "other session", to="session")
         assert ws_other.recv(timeout=5) == "other session"

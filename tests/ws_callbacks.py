@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ws4redis_gevent.exceptions import PermissionDenied
+from ws4redis_gevent.subscriber import RedisSubscriber
 
 SESSION_GROUPS_KEY = "ws4redis:memberof"  # the session key ws4redis keeps group names under
 
@@ -25,6 +26,10 @@ class Account:
 ACCOUNTS = {
     "t-john": Account("john", ("chatters", "admins"), "sess-john"),
     "t-mary": Account("mary", ("chatters",), "sess-mary"),
+    # Names with ':' whose channels collided before keys.py quoted them.
+    "t-alice": Account("alice", ("org:1",), "sess-alice"),
+    "t-bob": Account("bob", ("org:1:admins",), "sess-bob"),
+    "t-colon": Account("eve:news", (), "sess-colon"),
 }
 
 
@@ -107,3 +112,10 @@ def report_arguments(request: Any, channels: list[str]) -> None:
         "user": request.user.get_username() if request.user is not None else None,
     }
     raise PermissionDenied("ARGS " + json.dumps(seen))
+
+
+class FailingSubscriber(RedisSubscriber):
+    """A WS4REDIS_SUBSCRIBER that fails after it subscribed (an unexpected error)."""
+
+    def get_persisted_messages(self) -> list[Any]:
+        raise RuntimeError("failing on purpose, after subscribing")

@@ -1,7 +1,6 @@
 """Query flags, identities and the Redis channel names they map to (wire compatible with ws4redis).
 
-Channel names: ``[PREFIX:]broadcast:FACILITY``, ``[PREFIX:]user:NAME:FACILITY``,
-``[PREFIX:]group:NAME:FACILITY``, ``[PREFIX:]session:KEY:FACILITY``.
+Channel names are made by keys.py, which owns the Redis key space.
 """
 
 from __future__ import annotations
@@ -10,7 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote_plus
 
-AUDIENCES = ("broadcast", "user", "group", "session")
+from .keys import AUDIENCES, audience_channels, channel_name
+
 SUBSCRIBE_FLAGS = tuple(f"subscribe-{audience}" for audience in AUDIENCES)
 PUBLISH_FLAGS = tuple(f"publish-{audience}" for audience in AUDIENCES)
 ECHO_FLAG = "echo"
@@ -67,23 +67,6 @@ class Identity:
 ANONYMOUS = Identity()
 
 
-def channel_name(prefix: str | None, audience: str, facility: str, name: str | None = None) -> str:
-    """One channel name; ``name`` is the user, group or session key (none for broadcast)."""
-    head = f"{prefix}:" if prefix else ""
-    if audience == "broadcast":
-        return f"{head}broadcast:{facility}"
-    return f"{head}{audience}:{name}:{facility}"
-
-
-def audience_channels(
-    prefix: str | None, facility: str, audience: str, names: Iterable[str]
-) -> list[str]:
-    """The channels of ``audience`` for each of ``names`` (ignored for broadcast)."""
-    if audience == "broadcast":
-        return [channel_name(prefix, "broadcast", facility)]
-    return [channel_name(prefix, audience, facility, name) for name in names]
-
-
 @dataclass(frozen=True)
 class ChannelPlan:
     """What one websocket subscribes to and publishes on, resolved from its flags."""
@@ -127,3 +110,17 @@ class ChannelPlan:
             dropped=tuple(dropped),
             labels=labels,
         )
+
+
+# Re-exported: channel names were defined here before keys.py took the key space over.
+__all__ = [
+    "AUDIENCES",
+    "ANONYMOUS",
+    "ChannelPlan",
+    "Identity",
+    "KNOWN_FLAGS",
+    "audience_channels",
+    "channel_name",
+    "parse_flags",
+    "parse_since",
+]

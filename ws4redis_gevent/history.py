@@ -1,11 +1,11 @@
 """Opt-in message history: recovery of what a client missed while it was away.
 
 With WS4REDIS_HISTORY set for a facility, ``RedisPublisher`` appends each message to a Redis
-stream beside its channel (``CHANNEL:@history``, capped and expiring) and publishes it wrapped in
-an *envelope* that carries its stream ID, all in one Lua script, so that the order of the stream
-and the order of the pub/sub channel are the same. An *epoch* (``CHANNEL:@epoch``), drawn at
-random when a channel's history starts, tells a history that Redis lost and began again from
-the one a client knew.
+stream beside its channel (keys.history_key, capped and expiring) and publishes it wrapped in
+an *envelope* (envelope.py) that carries its stream ID, all in one Lua script, so that the order
+of the stream and the order of the pub/sub channel are the same. An *epoch* (keys.epoch_key),
+drawn at random when a channel's history starts, tells a history that Redis lost and began
+again from the one a client knew.
 
 A position is ``EPOCH:ID``. A client that reconnects with the position of the last message it
 saw on a channel receives the entries after it from the stream, then the live ones; live
@@ -19,21 +19,28 @@ recovery receive the bare payload, exactly as ws4redis sent it.
 
 from __future__ import annotations
 
+import logging
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-ENVELOPE = b"\x00ws4r\x00"
-HISTORY_SUFFIX = ":@history"
-EPOCH_SUFFIX = ":@epoch"
+from .envelope import HISTORY as ENVELOPE
+from .envelope import MalformedEnvelope, is_history, open_history, unwrap
+from .keys import EPOCH_SUFFIX, HISTORY_SUFFIX, epoch_key, history_key, stamp_key
+
+logger = logging.getLogger("ws4redis_gevent.history")
+
+_STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?\Z")
 
 # KEYS: stream, epoch, persisted message, persisted stamp
 # ARGV: payload, channel, maxlen, ttl, new epoch, persist expire (0 = no), stamp
 _PUBLISH_LUA = """
 local epoch = redis.call('GET', KEYS[2])
-if not epoch then epoch = ARGV[5] end
+-- Only an epoch this script drew (hex digits) goes into envelopes: anything else is replaced.
+if not epoch or #epoch > 16 or not string.match(epoch, '^%x+$') then epoch = ARGV[5] end
 redis.call('SET', KEYS[2], epoch, 'EX', ARGV[4])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -71,7 +78,7 @@ def history_config(setting: Any, facility: str | None) -> HistoryConfig | None:
 
 
 def stream_key(channel: str) -> str:
-    return channel + HISTORY_SUFFIX
+    return history_key(channel)
 
 
 def new_epoch() -> str:
@@ -98,30 +105,32 @@ class HistoryPublisher:
         expire: int,
         stamp: bytes,
     ) -> None:
-        """Queue one publish with history on ``pipe`` (its reply: the receiver count)."""
-        from .redis_store import STAMP_SUFFIX
+        """Queue one publish with history on ``pipe`` (its reply: the receiver count).
 
-        keys = [stream_key(channel), channel + EPOCH_SUFFIX, channel, channel + STAMP_SUFFIX]
+        ``payload`` is in the form envelope.wrap gives it (typed where needed)."""
+        keys = [history_key(channel), epoch_key(channel), channel, stamp_key(channel)]
         args: list[Any] = [payload, channel, config.size, config.ttl, new_epoch(), expire, stamp]
         pipe.eval(_PUBLISH_LUA, len(keys), *keys, *args)
 
 
 def open_envelope(data: bytes) -> tuple[bytes, bytes | None]:
-    """Split a pub/sub message into (payload, position); position is None without envelope."""
-    if not data.startswith(ENVELOPE):
+    """Split a pub/sub message into (payload, position); position is None without envelope.
+
+    The payload is returned as published (typed where needed: see envelope.unwrap).
+
+    Raises:
+        MalformedEnvelope: a history envelope whose epoch or ID is not ours.
+    """
+    if not is_history(data):
         return data, None
-    parts = data.split(b"\x00", 4)
-    if len(parts) != 5:
-        return data, None
-    _, _, epoch, entry_id, payload = parts
-    return payload, epoch + b":" + entry_id
+    return open_history(data)
 
 
 @dataclass
 class Recovery:
     """What a reconnecting client missed on one channel."""
 
-    entries: list[tuple[bytes, bytes]]  # (position, payload), oldest first
+    entries: list[tuple[bytes, bytes, bool | None]]  # (position, payload, binary), oldest first
     resync: bool = False
 
     @property
@@ -132,36 +141,71 @@ class Recovery:
 def recover(client: redis.Redis, channel: str, position: str) -> Recovery:
     """The entries of ``channel`` after ``position`` (``EPOCH:ID``), or a resync verdict."""
     epoch, _, since = position.partition(":")
-    stream = stream_key(channel)
+    if not _STREAM_ID.match(since):
+        return Recovery([], resync=True)  # not a position this library gave out
+    stream = history_key(channel)
     with client.pipeline(transaction=True) as pipe:
-        pipe.get(channel + EPOCH_SUFFIX)
+        pipe.get(epoch_key(channel))
         pipe.xrange(stream, since, since) if since else pipe.exists(stream)
         pipe.xrange(stream, "(" + since if since else "-", "+")
         try:
             current_epoch, anchor, entries = pipe.execute()
-        except redis.ResponseError:  # a malformed ID from the client
+        except redis.ResponseError:  # a malformed ID from the client, or a key of another type
             return Recovery([], resync=True)
-    if current_epoch is None or current_epoch.decode() != epoch or not anchor:
+    if current_epoch is None or current_epoch != epoch.encode() or not anchor:
         # The history was lost, started again, or trimmed past the client's position.
         return Recovery([], resync=True)
-    prefix = current_epoch + b":"
-    return Recovery([(prefix + entry_id, fields[b"d"]) for entry_id, fields in entries])
+    try:
+        return Recovery(_entries(current_epoch, entries))
+    except (KeyError, MalformedEnvelope) as exc:
+        logger.warning("history of %r unreadable (%s): resync", channel, exc)
+        return Recovery([], resync=True)
 
 
-def latest(client: redis.Redis, channel: str) -> tuple[bytes, bytes] | None:
-    """The newest entry of ``channel``'s history as (position, payload), or None."""
-    with client.pipeline(transaction=True) as pipe:
-        pipe.get(channel + EPOCH_SUFFIX)
-        pipe.xrevrange(stream_key(channel), "+", "-", count=1)
-        epoch, entries = pipe.execute()
-    if epoch is None or not entries:
+def _entries(epoch: bytes, entries: list[Any]) -> list[tuple[bytes, bytes, bool | None]]:
+    prefix = epoch + b":"
+    return [(prefix + entry_id, *unwrap(fields[b"d"])) for entry_id, fields in entries]
+
+
+def latest(client: redis.Redis, channel: str) -> tuple[bytes, bytes, bool | None] | None:
+    """The newest entry of ``channel``'s history as (position, payload, binary), or None.
+
+    What cannot be read (a key of another type, an entry without payload) counts as none."""
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.get(epoch_key(channel))
+            pipe.xrevrange(history_key(channel), "+", "-", count=1)
+            epoch, entries = pipe.execute()
+        if epoch is None or not entries:
+            return None
+        return _entries(epoch, entries[:1])[0]
+    except (redis.ResponseError, KeyError, MalformedEnvelope) as exc:
+        logger.warning("history of %r unreadable (%s)", channel, exc)
         return None
-    entry_id, fields = entries[0]
-    return epoch + b":" + entry_id, fields[b"d"]
 
 
 def entry_id(position: bytes) -> tuple[int, int]:
-    """The stream ID of a position, comparable: ``b"e:1700-3"`` gives ``(1700, 3)``."""
+    """The stream ID of a position, comparable: ``b"e:1700-3"`` gives ``(1700, 3)``.
+
+    Raises:
+        ValueError: not a stream ID (a client's ``since`` is checked with it first).
+    """
     _, _, raw = position.partition(b":")
     millis, _, seq = raw.partition(b"-")
     return int(millis), int(seq or 0)
+
+
+__all__ = [
+    "ENVELOPE",
+    "EPOCH_SUFFIX",
+    "HISTORY_SUFFIX",
+    "HistoryConfig",
+    "HistoryPublisher",
+    "Recovery",
+    "entry_id",
+    "history_config",
+    "latest",
+    "new_epoch",
+    "open_envelope",
+    "recover",
+]

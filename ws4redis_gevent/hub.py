@@ -20,9 +20,9 @@ import gevent.event
 import gevent.lock
 import redis
 
+from .envelope import MalformedEnvelope, is_history, open_history, unwrap
 from .exceptions import ServiceUnavailable
-from .frames import encode_message
-from .history import open_envelope
+from .outgoing import Outgoing
 from .redis_store import _connection_key, redis_client
 
 logger = logging.getLogger("ws4redis_gevent.hub")
@@ -30,44 +30,6 @@ logger = logging.getLogger("ws4redis_gevent.hub")
 IDLE_TIMEOUT = 30.0
 FLUSH_EVERY = 64
 LINGER = 2.0  # seconds a channel stays subscribed after its last websocket left
-
-
-class Outgoing:
-    """A message on its way to websockets: payload, channel, and its frame, encoded once.
-
-    ``position`` is its place in the channel's history (``EPOCH:ID``), when it has one.
-    """
-
-    __slots__ = ("payload", "channel", "position", "_frame", "_tagged")
-
-    def __init__(
-        self, payload: bytes, channel: bytes | None = None, position: bytes | None = None
-    ) -> None:
-        self.payload = payload
-        self.channel = channel
-        self.position = position
-        self._frame: bytes | None = None
-        self._tagged: tuple[bytes, bytes] | None = None
-
-    @property
-    def frame(self) -> bytes:
-        """The websocket frame carrying this message (text if UTF-8, else binary)."""
-        if self._frame is None:
-            self._frame = encode_message(self.payload)
-        return self._frame
-
-    def tagged_frame(self, label: bytes) -> bytes:
-        """The frame for websockets that asked for recovery: ``LABEL POSITION\nPAYLOAD``.
-
-        Cached for the last label, which all websockets of a channel share."""
-        tagged = self._tagged
-        if tagged is None or tagged[0] != label:
-            head = label + b" " + (self.position or b"-") + b"\n"
-            tagged = self._tagged = (label, encode_message(head + self.payload))
-        return tagged[1]
-
-    def __repr__(self) -> str:
-        return f"<Outgoing {self.channel!r} {self.payload[:40]!r}>"
 
 
 class Sink(Protocol):
@@ -79,6 +41,11 @@ class Sink(Protocol):
 
     def flush(self) -> None:
         """Send what was delivered since the last flush."""
+        ...
+
+    def resync_channel(self, channel: bytes) -> bool:
+        """A message of ``channel`` was lost (malformed): tell the client if it tracks positions;
+        True if the sink needs a ``flush`` afterwards."""
         ...
 
 
@@ -99,6 +66,7 @@ class Hub:
         self._backoff = reconnect_backoff
         self._connection_lost: list[Callable[[], None]] = []
         self.reconnects = 0
+        self.malformed = 0  # messages dropped because their envelope did not parse
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -264,7 +232,11 @@ class Hub:
             if sinks:
                 data = message["data"]
                 if data[:1] == b"\x00":
-                    outgoing = Outgoing(*_unwrap(data, channel))
+                    try:
+                        outgoing = _unwrap(data, channel)
+                    except MalformedEnvelope as exc:
+                        self._malformed(channel, sinks, exc)
+                        return
                 else:
                     outgoing = Outgoing(data, channel)
                 mark = self._dirty.append
@@ -285,6 +257,18 @@ class Hub:
             elif not self._routes.get(channel) and channel not in self._lingering:
                 self._command(self._pubsub.unsubscribe, [channel])
 
+    def _malformed(self, channel: bytes, sinks: set[Sink], exc: MalformedEnvelope) -> None:
+        # Not from a publisher of ours (they wrap every payload that could look like an
+        # envelope): dropped, counted, and the websockets that track positions resync.
+        self.malformed += 1
+        if self.malformed in _LOG_MALFORMED or self.malformed % 1000 == 0:
+            logger.warning(
+                "dropped a malformed message on %r (%s; %d so far)", channel, exc, self.malformed
+            )
+        for sink in sinks:
+            if sink.resync_channel(channel):
+                self._dirty.append(sink)
+
     def close(self) -> None:
         """Stop reading and release the Redis connection."""
         for greenlet in (self._reader, self._reaper):
@@ -298,9 +282,15 @@ class Hub:
         self._pubsub.reset()
 
 
-def _unwrap(data: bytes, channel: bytes) -> tuple[bytes, bytes, bytes | None]:
-    payload, position = open_envelope(data)
-    return payload, channel, position
+_LOG_MALFORMED = frozenset((1, 10, 100))
+
+
+def _unwrap(data: bytes, channel: bytes) -> Outgoing:
+    position = None
+    if is_history(data):
+        data, position = open_history(data)
+    payload, binary = unwrap(data)
+    return Outgoing(payload, channel, position, binary)
 
 
 # Called (in the hub's greenlet) whenever a hub loses its Redis connection.

@@ -8,7 +8,9 @@ failures are close codes, handled by the relay.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -22,6 +24,7 @@ from .channels import ECHO_FLAG, RECOVER_FLAG, parse_flags, parse_since
 from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
 from .handshake import check_handshake
 from .identity import WebsocketRequest
+from .keys import InvalidName, check_facility
 from .origin import OriginPolicy
 from .relay import Outbox, Relay
 from .subscriber import RedisSubscriber
@@ -61,6 +64,7 @@ class WebsocketMiddleware:
             self.close_connections = django_request.close_database_connections
             if self.process_request is None:
                 self.process_request = django_request.process_request
+        self.facilities = _facility_matcher(self.settings.facilities)
         self.origin_policy = _origin_policy(self.settings, self.uses_django)
         self.trusts_forwarded_host = bool(
             self.uses_django and _django_setting("USE_X_FORWARDED_HOST")
@@ -103,9 +107,7 @@ class WebsocketMiddleware:
     def _prepare(self, environ: dict[str, Any]) -> tuple[Any, ...]:
         headers = check_handshake(environ)
         self._check_origin(environ)
-        facility = _facility(environ.get("PATH_INFO", "")[len(self.prefix) :])
-        if not facility:
-            raise HandshakeError("no facility in the URL", HTTPStatus.NOT_FOUND)
+        facility = self._facility(environ)
         backend = self._backend(environ)
         try:
             request = self._identify(environ, facility)
@@ -133,7 +135,22 @@ class WebsocketMiddleware:
         except (redis.RedisError, OSError) as exc:
             subscriber.release()
             raise ServiceUnavailable(f"cannot read stored messages: {exc}") from exc
+        except BaseException:
+            subscriber.release()  # whatever failed, no subscription outlives the handshake
+            raise
         return backend, headers, request, subscriber, outbox, (initial, skip)
+
+    def _facility(self, environ: dict[str, Any]) -> str:
+        facility = _facility(environ.get("PATH_INFO", "")[len(self.prefix) :])
+        if not facility:
+            raise HandshakeError("no facility in the URL", HTTPStatus.NOT_FOUND)
+        try:
+            check_facility(facility, self.settings.max_facility_length)
+        except InvalidName as exc:
+            raise HandshakeError(str(exc)) from exc
+        if self.facilities is not None and not self.facilities(facility):
+            raise HandshakeError(f"unknown facility {facility!r}", HTTPStatus.NOT_FOUND)
+        return facility
 
     def _check_origin(self, environ: dict[str, Any]) -> None:
         if self.origin_policy is None:
@@ -278,6 +295,15 @@ def _facility(raw: str) -> str:
         return raw.encode("latin-1").decode("utf-8")
     except UnicodeError as exc:
         raise HandshakeError("the facility in the URL is not valid UTF-8") from exc
+
+
+def _facility_matcher(patterns: Iterable[str] | None) -> Callable[[str], bool] | None:
+    # WS4REDIS_FACILITIES: names, or shell-style patterns ("chat-*"), matched case-sensitively.
+    if patterns is None:
+        return None
+    names = frozenset(p for p in patterns if not any(c in p for c in "*?["))
+    globs = [re.compile(fnmatch.translate(p)) for p in patterns if p not in names]
+    return lambda facility: facility in names or any(g.match(facility) for g in globs)
 
 
 def _too_many() -> ServiceUnavailable:

@@ -1,12 +1,14 @@
 """What publisher and subscriber share: the message type, SELF, channel choice and persistence.
 
 A persisted message is stored under its channel's name, as ws4redis does, so ws4redis code reading
-it keeps working. Beside it, ``CHANNEL:@published`` holds when it was stored (nanoseconds since
-the epoch), so that ``fetch_message`` can return the newest one among several channels.
+it keeps working. Beside it, a stamp key (keys.stamp_key) holds when it was stored (nanoseconds
+since the epoch), so that ``fetch_message`` can return the newest one among several channels.
+Payloads are published and stored in the form envelope.wrap gives them, which keeps their type.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -16,29 +18,43 @@ from typing import Any, cast
 import redis
 
 from . import settings as settings_module
-from .channels import AUDIENCES, Identity, audience_channels
+from .channels import Identity
 from .connection import make_pool, parse_connection, shared_cluster
+from .envelope import MalformedEnvelope, is_utf8, unwrap, wrap
 from .history import HistoryPublisher, history_config
 from .identity import identity_from_request
+from .keys import AUDIENCES, STAMP_SUFFIX, audience_channels, stamp_key
 from .settings import Settings
 
-STAMP_SUFFIX = ":@published"
+logger = logging.getLogger("ws4redis_gevent")
 
 
 class RedisMessage(bytes):
-    """A message as it travels through Redis: bytes, built from str, bytes or a pub/sub reply."""
+    """A message as it travels through Redis: bytes, built from str, bytes or a pub/sub reply.
 
-    def __new__(cls, value: Any) -> RedisMessage:
+    ``binary`` says which frame carries it to websockets: True for binary, False for text, None
+    (the default) to decide by content as ws4redis did: text when it is valid UTF-8, binary
+    otherwise. ``RedisMessage("text")`` is text; ``RedisMessage(data, binary=True)`` is binary
+    whatever its bytes.
+    """
+
+    binary: bool | None
+
+    def __new__(cls, value: Any, binary: bool | None = None) -> RedisMessage:
+        if isinstance(value, RedisMessage) and binary is None:
+            binary = value.binary
         if isinstance(value, str):
             value = value.encode("utf-8")
         elif isinstance(value, list | tuple):
             # ws4redis accepted a raw pub/sub reply: [b'message', channel, data].
             if len(value) < 3 or value[0] not in (b"message", "message"):
                 raise ValueError(f"not a pub/sub message: {value!r}")
-            return cls(value[2])
+            return cls(value[2], binary)
         elif not isinstance(value, bytes | bytearray | memoryview):
             raise ValueError(f"a RedisMessage is made from str or bytes, not {type(value)!r}")
-        return super().__new__(cls, value)
+        message = super().__new__(cls, value)
+        message.binary = binary
+        return message
 
 
 class _Self:
@@ -164,24 +180,35 @@ class RedisStore:
             channels.extend(audience_channels(self.settings.prefix, facility, audience, names))
         return list(dict.fromkeys(channels))
 
-    def publish_message(self, message: Any, expire: int | None = None) -> int:
+    def publish_message(
+        self, message: Any, expire: int | None = None, binary: bool | None = None
+    ) -> int:
         """Publish ``message`` on this store's channels; persist it if ``expire`` > 0.
 
         Args:
             message: a RedisMessage, str or bytes.
             expire: seconds to keep it as the channel's last message; defaults to
                 WS4REDIS_EXPIRE; 0 publishes without persisting.
+            binary: True sends it in a binary frame, False in a text frame (it must then be
+                valid UTF-8); None keeps a RedisMessage's own ``binary``, makes a str text, and
+                lets the content decide for bytes (text if valid UTF-8), as ws4redis did.
 
         Returns:
             How many subscribers Redis delivered it to (as seen by Redis).
 
         Raises:
+            ValueError: ``binary=False`` for bytes that are not valid UTF-8.
             redis.ConnectionError: when Redis cannot be reached; nothing is lost silently.
         """
-        message = RedisMessage(message)
+        if binary is None and isinstance(message, str):
+            binary = False
+        message = RedisMessage(message, binary)
+        if message.binary is False and not is_utf8(message):
+            raise ValueError("a text message must be valid UTF-8: publish it with binary=True")
         expire = self.settings.expire if expire is None else expire
         if not self._publishers:
             return 0
+        data = wrap(message, message.binary)
         history = history_config(self.settings.history, self.facility)
         counted = []  # indexes of the replies that count receivers
         with self._connection.pipeline(transaction=False) as pipe:
@@ -190,13 +217,13 @@ class RedisStore:
                 if history is not None:
                     # One script: append to the stream, publish with the position, persist.
                     self._history_publisher.publish(
-                        pipe, channel, message, history, max(expire, 0), stamp()
+                        pipe, channel, data, history, max(expire, 0), stamp()
                     )
                     continue
-                pipe.publish(channel, message)
+                pipe.publish(channel, data)
                 if expire > 0:
-                    pipe.set(channel, message, ex=expire)
-                    pipe.set(channel + STAMP_SUFFIX, stamp(), ex=expire)
+                    pipe.set(channel, data, ex=expire)
+                    pipe.set(stamp_key(channel), stamp(), ex=expire)
             replies = pipe.execute()
         return sum(replies[i] for i in counted)
 
@@ -208,18 +235,47 @@ class RedisStore:
 
     def fetch_newest(self, channels: Sequence[str]) -> RedisMessage | None:
         """The newest persisted message among ``channels``, or None; ties go to the first."""
-        if not channels:
+        newest = newest_stored(self._connection, channels)
+        if newest is None:
             return None
-        keys = [key for channel in channels for key in (channel, channel + STAMP_SUFFIX)]
-        values = self._connection.mget(keys)
-        best: tuple[int, Any] | None = None
-        for message, when in zip(values[::2], values[1::2], strict=True):
-            if message is None:
-                continue
-            rank = int(when) if when else -1  # stored by ws4redis: oldest
-            if best is None or rank > best[0]:
-                best = (rank, message)
-        return RedisMessage(best[1]) if best else None
+        payload, binary = newest[1]
+        return RedisMessage(payload, binary)
+
+
+def read_stored(
+    connection: redis.Redis, channels: Sequence[str]
+) -> list[tuple[int, str, tuple[bytes, bool | None]]]:
+    """The stored messages of ``channels`` as (stamp, channel, (payload, binary)), in order.
+
+    A message stored without a stamp (by ws4redis) ranks oldest (-1). A stamp that is not a
+    number, or a stored value that is a malformed envelope, is logged and skipped: what is in
+    Redis never fails a handshake.
+    """
+    if not channels:
+        return []
+    keys = [key for channel in channels for key in (channel, stamp_key(channel))]
+    values = connection.mget(keys)
+    found = []
+    for channel, message, when in zip(channels, values[::2], values[1::2], strict=True):
+        if message is None:
+            continue
+        try:
+            rank = int(when) if when else -1
+            found.append((rank, channel, unwrap(cast(bytes, message))))
+        except (ValueError, MalformedEnvelope) as exc:
+            logger.warning("ignored the stored message of %r: %s", channel, exc)
+    return found
+
+
+def newest_stored(
+    connection: redis.Redis, channels: Sequence[str]
+) -> tuple[int, tuple[bytes, bool | None]] | None:
+    """The newest stored message among ``channels`` as (stamp, (payload, binary)), or None."""
+    best: tuple[int, tuple[bytes, bool | None]] | None = None
+    for rank, _, message in read_stored(connection, channels):
+        if best is None or rank > best[0]:
+            best = (rank, message)
+    return best
 
 
 def _resolve_self(names: Iterable[Any], audience: str, identity: Identity) -> list[Any]:
@@ -232,4 +288,12 @@ def _resolve_self(names: Iterable[Any], audience: str, identity: Identity) -> li
     return resolved
 
 
-__all__ = ["AUDIENCES", "RedisMessage", "RedisStore", "SELF", "connection_pool", "redis_client"]
+__all__ = [
+    "AUDIENCES",
+    "STAMP_SUFFIX",
+    "RedisMessage",
+    "RedisStore",
+    "SELF",
+    "connection_pool",
+    "redis_client",
+]

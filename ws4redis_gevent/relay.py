@@ -36,7 +36,9 @@ from .backends import WebSocket
 from .exceptions import ConnectionClosed, ProtocolError
 from .frames import Close, CloseCode, Message, Opcode, Ping, encode_frame
 from .history import entry_id
-from .hub import CONNECTION_LOST_HOOKS, Hub, Outgoing
+from .hub import CONNECTION_LOST_HOOKS, Hub
+from .outgoing import Outgoing
+from .redis_store import RedisMessage
 from .settings import Settings
 
 logger = logging.getLogger("ws4redis_gevent.relay")
@@ -134,6 +136,14 @@ class Outbox:
             self.resync = True
         items.append(message)
         return len(items) == 1
+
+    def resync_channel(self, channel: bytes) -> bool:
+        """A message of ``channel`` was lost: a websocket that tracks positions is told to
+        resync that channel (``!resync LABEL``); others have nothing to recover."""
+        labels = self.labels
+        if labels is None or channel not in labels:
+            return False
+        return self.deliver(Outgoing(RESYNC + labels[channel]))
 
     def _overflow(self) -> None:
         # A client that does not read: its backlog is dropped and it is closed. Only this
@@ -498,7 +508,8 @@ class Relay:
                 if encoded in self.subscribed:
                     self.outbox.expect_echo(encoded, payload)
         if publishers:
-            self.subscriber.publish_message(payload)
+            # The frame's type travels with the message (envelope.wrap), so binary stays binary.
+            self.subscriber.publish_message(RedisMessage(payload, not isinstance(data, str)))
 
     def _spend_publish_token(self) -> None:
         """A token bucket: ``publish_rate`` messages a second, bursts of ``publish_burst``."""
@@ -649,17 +660,20 @@ _keepalive = Keepalive()
 
 def _announce_resync(hub: Hub) -> None:
     # Messages published while the hub was disconnected are gone from pub/sub: websockets that
-    # track positions are told to resync (their clients can recover from history).
+    # track positions on one of its channels are told to resync (their clients can recover from
+    # history). On a cluster, ``hub`` is one shard's: the other shards' channels lost nothing.
+    lost = hub.channels
     for relay in live_relays():
         outbox = relay.outbox
-        if outbox.labels is not None:
+        if outbox.labels is not None and not lost.isdisjoint(relay.subscribed):
             outbox.deliver(Outgoing(RESYNC_ALL))
             outbox.flush()
 
 
 CONNECTION_LOST_HOOKS.append(_announce_resync)
 
-RESYNC_ALL = b"!resync *"
+RESYNC = b"!resync "
+RESYNC_ALL = RESYNC + b"*"
 
 
 def live_relays() -> list[Relay]:

@@ -46,6 +46,8 @@ class Settings:
     max_connections: int | None = 10000
     handshake_timeout: float | None = 10.0
     history: dict[str, dict[str, int]] | None = None
+    max_facility_length: int = 128
+    facilities: tuple[str, ...] | list[str] | None = None
 
     def __post_init__(self) -> None:
         url = self.websocket_url
@@ -69,6 +71,13 @@ class Settings:
             )
         if self.handshake_timeout is not None and not _is_number(self.handshake_timeout):
             raise ImproperlyConfigured("WS4REDIS_HANDSHAKE_TIMEOUT: seconds, or 0 or None (off)")
+        if self.facilities is not None and (
+            isinstance(self.facilities, str)
+            or not all(isinstance(name, str) and name for name in self.facilities)
+        ):
+            raise ImproperlyConfigured(
+                "WS4REDIS_FACILITIES: a list of facility names or patterns ('chat-*'), or None"
+            )
         if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
             raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
 
@@ -80,7 +89,7 @@ class Settings:
         return dataclasses.replace(self, **options)
 
 
-_POSITIVE = ("ping_interval", "ping_timeout", "max_pending_messages")
+_POSITIVE = ("ping_interval", "ping_timeout", "max_pending_messages", "max_facility_length")
 # None turns these off (no rate limit, no connection limit, waiting for Redis without a limit).
 _POSITIVE_OR_NONE = ("publish_rate", "max_connections", "subscribe_timeout")
 

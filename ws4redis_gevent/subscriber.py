@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from .channels import ChannelPlan, parse_flags
 from .history import entry_id, history_config, latest, recover
-from .hub import Hub, Outgoing, Sink, get_hub
+from .hub import Hub, Sink, get_hub
 from .identity import identity_from_request
-from .redis_store import STAMP_SUFFIX, RedisStore
+from .outgoing import Outgoing
+from .redis_store import RedisStore, read_stored
 from .settings import Settings
 
 
@@ -78,16 +79,12 @@ class RedisSubscriber(RedisStore):
         """The stored last message of each subscribed channel, oldest first."""
         if self.settings.expire <= 0 or not self.plan.subscribe:
             return []
-        keys = [k for ch in self.plan.subscribe for k in (ch, ch + STAMP_SUFFIX)]
-        values = self._connection.mget(keys)
-        found: list[tuple[int, Outgoing]] = []
-        for channel, message, when in zip(
-            self.plan.subscribe, values[::2], values[1::2], strict=True
-        ):
-            if message is not None:
-                outgoing = Outgoing(cast(bytes, message), channel.encode())
-                found.append((int(when) if when else -1, outgoing))
-        return [outgoing for _, outgoing in sorted(found, key=lambda pair: pair[0])]
+        found = read_stored(self._connection, self.plan.subscribe)
+        found.sort(key=lambda item: item[0])
+        return [
+            Outgoing(payload, channel.encode(), binary=binary)
+            for _, channel, (payload, binary) in found
+        ]
 
     def get_recovery_messages(
         self, since: dict[str, str]
@@ -116,7 +113,7 @@ class RedisSubscriber(RedisStore):
                     continue
                 entries = recovered.entries
                 skip[key] = entry_id(position.encode())
-            messages.extend(Outgoing(payload, key, pos) for pos, payload in entries)
+            messages.extend(Outgoing(payload, key, pos, binary) for pos, payload, binary in entries)
             if entries:
                 skip[key] = entry_id(entries[-1][0])
         if history is None:

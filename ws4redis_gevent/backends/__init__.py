@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from ..frames import Event
-from ..hub import Outgoing
+from ..outgoing import Outgoing
 
 
 class WebSocket(Protocol):

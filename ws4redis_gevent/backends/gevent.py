@@ -23,7 +23,7 @@ from gevent import pywsgi
 
 from ..exceptions import ConnectionClosed, ImproperlyConfigured
 from ..frames import Close, Event, FrameParser, Opcode, encode_close, encode_frame
-from ..hub import Outgoing
+from ..outgoing import Outgoing
 
 READ_SIZE = 65536
 DRAIN_TIMEOUT = 2.0

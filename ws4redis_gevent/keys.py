@@ -1,0 +1,118 @@
+"""The Redis key space: every channel name, stored-message key and internal key, in one place.
+
+Channel names are ws4redis' (wire compatible)::
+
+    [PREFIX:]broadcast:FACILITY
+    [PREFIX:]user:NAME:FACILITY
+    [PREFIX:]group:NAME:FACILITY
+    [PREFIX:]session:KEY:FACILITY
+
+A channel's last message is stored under the channel's own name (as ws4redis does). Everything
+else this library keeps in Redis is an *internal key*: ``CHANNEL:@SUFFIX`` beside a channel.
+
+Why no name a client chooses can reach an internal key:
+
+1. Each part of a channel name (facility, user, group, session key) is *quoted*: ``%`` and ``:``
+   become ``%25`` and ``%3A``. A quoted part never contains ``:``, so a channel name has a fixed
+   number of ``:``-separated parts after the prefix: 2 for broadcast, 3 for the others. Names
+   without ``%`` or ``:`` are unchanged, so ws4redis' channel names are kept for them.
+2. An internal key is a channel name plus one more part, which starts with ``@``. It therefore
+   has one part too many to be a channel of its audience, and the audience (the first part
+   after the prefix) tells them apart across audiences.
+3. Distinct (audience, name, facility) triples give distinct channels, since quoting is
+   reversible and the parts are separated by ``:``.
+
+The facility comes from the URL: ``check_facility`` refuses what no channel should carry
+(control characters, too long) before anything reaches Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+AUDIENCES = ("broadcast", "user", "group", "session")
+
+STAMP_SUFFIX = ":@published"  # when the stored message was stored (ns since the epoch)
+HISTORY_SUFFIX = ":@history"  # the channel's history stream (opt-in, see history.py)
+EPOCH_SUFFIX = ":@epoch"  # which life of that history the positions belong to
+INTERNAL_SUFFIXES = (STAMP_SUFFIX, HISTORY_SUFFIX, EPOCH_SUFFIX)
+
+DEFAULT_MAX_FACILITY_LENGTH = 128
+
+
+class InvalidName(ValueError):
+    """A facility (or other name) that cannot be part of a channel name; says why."""
+
+
+def quote(name: str) -> str:
+    """One part of a channel name: ``%`` and ``:`` percent-encoded, the rest unchanged."""
+    if "%" in name or ":" in name:
+        return name.replace("%", "%25").replace(":", "%3A")
+    return name
+
+
+def unquote(part: str) -> str:
+    """The name a quoted part stands for (the inverse of ``quote``)."""
+    if "%" in part:
+        return part.replace("%3A", ":").replace("%25", "%")
+    return part
+
+
+def channel_name(prefix: str | None, audience: str, facility: str, name: str | None = None) -> str:
+    """One channel name; ``name`` is the user, group or session key (none for broadcast)."""
+    head = f"{prefix}:" if prefix else ""
+    if audience == "broadcast":
+        return f"{head}broadcast:{quote(facility)}"
+    if name is None:
+        raise InvalidName(f"a {audience} channel needs a name")
+    return f"{head}{audience}:{quote(str(name))}:{quote(facility)}"
+
+
+def audience_channels(
+    prefix: str | None, facility: str, audience: str, names: Iterable[Any]
+) -> list[str]:
+    """The channels of ``audience`` for each of ``names`` (ignored for broadcast)."""
+    if audience == "broadcast":
+        return [channel_name(prefix, "broadcast", facility)]
+    return [channel_name(prefix, audience, facility, name) for name in names]
+
+
+def stored_message_key(channel: str) -> str:
+    """Where a channel's last message is stored: under the channel's name (as ws4redis)."""
+    return channel
+
+
+def stamp_key(channel: str) -> str:
+    """When the stored message of ``channel`` was stored."""
+    return channel + STAMP_SUFFIX
+
+
+def history_key(channel: str) -> str:
+    """The history stream of ``channel``."""
+    return channel + HISTORY_SUFFIX
+
+
+def epoch_key(channel: str) -> str:
+    """The epoch of ``channel``'s history."""
+    return channel + EPOCH_SUFFIX
+
+
+def is_internal(key: str) -> bool:
+    """Whether ``key`` is one of this library's internal keys (not a channel)."""
+    return key.endswith(INTERNAL_SUFFIXES)
+
+
+def check_facility(facility: str, max_length: int = DEFAULT_MAX_FACILITY_LENGTH) -> None:
+    """Refuse a facility that no channel may carry.
+
+    Raises:
+        InvalidName: empty, longer than ``max_length`` characters, or with control characters
+            (which no Redis key of ours, log line or label should hold).
+    """
+    if not facility:
+        raise InvalidName("no facility")
+    if len(facility) > max_length:
+        raise InvalidName(f"facility longer than {max_length} characters")
+    if not facility.isprintable():
+        raise InvalidName("facility with control characters")

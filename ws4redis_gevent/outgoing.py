@@ -1,0 +1,56 @@
+"""One message on its way to websockets, with its frame encoded once for all of them."""
+
+from __future__ import annotations
+
+from .frames import Opcode, encode_frame, encode_message
+
+
+class Outgoing:
+    """A message on its way to websockets: payload, channel, type, and its frame, encoded once.
+
+    ``position`` is its place in the channel's history (``EPOCH:ID``), when it has one.
+    ``binary`` is True or False when the publisher said which type it is, None when the content
+    decides (text if valid UTF-8), as for messages from ws4redis publishers.
+    """
+
+    __slots__ = ("payload", "channel", "position", "binary", "_frame", "_tagged")
+
+    def __init__(
+        self,
+        payload: bytes,
+        channel: bytes | None = None,
+        position: bytes | None = None,
+        binary: bool | None = None,
+    ) -> None:
+        self.payload = payload
+        self.channel = channel
+        self.position = position
+        self.binary = binary
+        self._frame: bytes | None = None
+        self._tagged: tuple[bytes, bytes] | None = None
+
+    @property
+    def frame(self) -> bytes:
+        """The websocket frame carrying this message."""
+        if self._frame is None:
+            self._frame = _encode(self.payload, self.binary)
+        return self._frame
+
+    def tagged_frame(self, label: bytes) -> bytes:
+        """The frame for websockets that asked for recovery: ``LABEL POSITION\\nPAYLOAD``.
+
+        Cached for the last label, which all websockets of a channel share."""
+        tagged = self._tagged
+        if tagged is None or tagged[0] != label:
+            head = label + b" " + (self.position or b"-") + b"\n"
+            tagged = self._tagged = (label, _encode(head + self.payload, self.binary))
+        return tagged[1]
+
+    def __repr__(self) -> str:
+        return f"<Outgoing {self.channel!r} {self.payload[:40]!r}>"
+
+
+def _encode(payload: bytes, binary: bool | None) -> bytes:
+    if binary is None:
+        return encode_message(payload)
+    return encode_frame(Opcode.BINARY if binary else Opcode.TEXT, payload)
