@@ -42,8 +42,9 @@ def test_safe_settings_raise_nothing(run_checks):
 
 
 def test_defaults_warn_only_about_publishing(run_checks):
-    """The defaults are safe except ws4redis' open publishing (no ALLOWED_CHANNELS)."""
-    assert run_checks() == ["ws4redis_gevent.W003"]
+    """The defaults are safe except ws4redis' open publishing (no ALLOWED_CHANNELS), which also
+    lets clients store messages under facility names they invent (W010)."""
+    assert run_checks() == ["ws4redis_gevent.W003", "ws4redis_gevent.W010"]
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_defaults_warn_only_about_publishing(run_checks):
     [
         ({"WS4REDIS_CHECK_ORIGIN": False}, "W001"),
         ({"WS4REDIS_ALLOWED_ORIGINS": ["https://app.example.com", "*"]}, "W002"),
-        ({"WS4REDIS_ALLOWED_CHANNELS": None}, "W003"),
+        ({"WS4REDIS_ALLOWED_CHANNELS": None, "WS4REDIS_FACILITIES": ["chat"]}, "W003"),
         ({"WS4REDIS_MAX_CONNECTIONS": None}, "W004"),
         ({"WS4REDIS_PUBLISH_RATE": None}, "W005"),
         ({"WS4REDIS_HANDSHAKE_TIMEOUT": 0}, "W006"),
@@ -59,6 +60,8 @@ def test_defaults_warn_only_about_publishing(run_checks):
         ({"WS4REDIS_HEARTBEAT": None, "USE_X_FORWARDED_HOST": True}, "W008"),
         ({"WS4REDIS_HEARTBEAT": None, "SECURE_PROXY_SSL_HEADER": TLS_HEADER}, "W008"),
         ({"WS4REDIS_PING_INTERVAL": 120}, "W009"),
+        ({"WS4REDIS_ALLOWED_CHANNELS": None, "WS4REDIS_EXPIRE": 60}, "W003 W010"),
+        ({"WS4REDIS_HISTORY": {"*": {"size": 10}}}, "W011"),
     ],
     ids=[
         "origin check off",
@@ -71,11 +74,14 @@ def test_defaults_warn_only_about_publishing(run_checks):
         "proxy without heartbeat (forwarded host)",
         "proxy without heartbeat (TLS header)",
         "pings too rare for proxies",
+        "clients store under invented facility names",
+        "history for invented facility names",
     ],
 )
 def test_unsafe_setting_gets_its_warning(run_checks, overrides, expected):
     """Each unsafe setting is reported with its own id, and only that one."""
-    assert run_checks(**{**SAFE, **overrides}) == [f"ws4redis_gevent.{expected}"]
+    got = run_checks(**{**SAFE, **overrides})
+    assert got == [f"ws4redis_gevent.{code}" for code in expected.split()]
 
 
 def test_no_heartbeat_without_a_proxy_is_fine(run_checks):

@@ -63,7 +63,7 @@ def check_deployment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     except ImproperlyConfigured:
         return []  # reported by check_settings
     warnings = _origin_warnings(current) + _abuse_warnings(current)
-    return warnings + _keepalive_warnings(current)
+    return warnings + _redis_growth_warnings(current) + _keepalive_warnings(current)
 
 
 def _origin_warnings(current: settings_module.Settings) -> list[CheckMessage]:
@@ -130,6 +130,36 @@ def _abuse_warnings(current: settings_module.Settings) -> list[CheckMessage]:
                 "can make the worker buffer that much, and every subscriber receive it.",
                 hint=f"Keep it at most {LARGE_MESSAGE_SIZE} bytes unless you need more.",
                 id="ws4redis_gevent.W007",
+            )
+        )
+    return warnings
+
+
+def _redis_growth_warnings(current: settings_module.Settings) -> list[CheckMessage]:
+    # Every facility name a client makes up can leave keys in Redis: a stored message (with
+    # publish flags), a history stream. WS4REDIS_FACILITIES bounds the names.
+    if current.facilities is not None:
+        return []
+    warnings: list[CheckMessage] = []
+    if current.allowed_channels is None and current.expire > 0:
+        warnings.append(
+            CheckWarning(
+                "WS4REDIS_FACILITIES is not set and clients may publish: every facility name a "
+                f"client makes up keeps a stored message of up to {current.max_message_size} "
+                f"bytes in Redis for {current.expire} s, so Redis grows with the names clients "
+                "invent.",
+                hint="List the facilities (or patterns such as 'room-*') in "
+                "WS4REDIS_FACILITIES, or restrict publishing with WS4REDIS_ALLOWED_CHANNELS.",
+                id="ws4redis_gevent.W010",
+            )
+        )
+    if current.history and "*" in current.history:
+        warnings.append(
+            CheckWarning(
+                "WS4REDIS_HISTORY has '*' and WS4REDIS_FACILITIES is not set: every facility "
+                "name a client makes up can get a history stream in Redis.",
+                hint="Name the facilities that keep history, or set WS4REDIS_FACILITIES.",
+                id="ws4redis_gevent.W011",
             )
         )
     return warnings
