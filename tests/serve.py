@@ -24,9 +24,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def stats() -> dict:
-    from ws4redis_gevent import hub, relay
+    from ws4redis_gevent import hubs as registry
+    from ws4redis_gevent import relay
 
-    hubs = list(hub._hubs.values())
+    hubs = registry.hubs()
     return {
         "channels": {
             ch.decode(): h.subscribers(ch) for h in hubs for ch in sorted(h.channels)

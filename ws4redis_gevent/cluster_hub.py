@@ -116,7 +116,7 @@ class ClusterHub:
         self._pools: dict[str, redis.ConnectionPool] = {}
         self._placed: dict[bytes, str] = {}  # channel -> the shard it is subscribed on
         self._sinks: dict[bytes, set[Sink]] = {}
-        self._connection_lost: list[Callable[[], None]] = []
+        self._connection_lost: list[Callable[[Hub], None]] = []
         self._suspects: set[str] = set()
         self._watcher: gevent.Greenlet | None = None
         self._retired_reconnects = 0
@@ -148,8 +148,9 @@ class ClusterHub:
             self.unsubscribe(done, sink)
             raise
 
-    def unsubscribe(self, channels: Iterable[bytes], sink: Sink) -> None:
-        """Stop routing ``channels`` to ``sink``; shards release the channels nobody wants."""
+    def unsubscribe(self, channels: Iterable[bytes], sink: Sink, linger: bool = True) -> None:
+        """Stop routing ``channels`` to ``sink``; shards release the channels nobody wants
+        (after a linger, unless ``linger`` is False)."""
         groups: dict[str, list[bytes]] = defaultdict(list)
         for channel in channels:
             sinks = self._sinks.get(channel)
@@ -161,7 +162,7 @@ class ClusterHub:
                 del self._sinks[channel]
                 del self._placed[channel]
         for name, group in groups.items():
-            self._shards[name].unsubscribe(group, sink)
+            self._shards[name].unsubscribe(group, sink, linger)
 
     def subscribers(self, channel: bytes) -> int:
         """How many sinks receive ``channel`` in this process."""
@@ -182,8 +183,8 @@ class ClusterHub:
         """How often a shard connection was lost (shards closed since included)."""
         return self._retired_reconnects + sum(s.reconnects for s in self._shards.values())
 
-    def on_connection_lost(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` each time the connection to a shard is lost."""
+    def on_connection_lost(self, callback: Callable[[Hub], None]) -> None:
+        """Call ``callback(shard)`` each time the connection to a shard is lost."""
         self._connection_lost.append(callback)
         for shard in self._shards.values():
             shard.on_connection_lost(callback)
@@ -224,7 +225,7 @@ class ClusterHub:
             shard = Hub(_ShardClient(pool, self._evicted), self._backoff)  # type: ignore[arg-type]
             for callback in self._connection_lost:
                 shard.on_connection_lost(callback)
-            shard.on_connection_lost(lambda: self._suspect(name))
+            shard.on_connection_lost(lambda _: self._suspect(name))
             self._shards[name] = shard
         return shard
 

@@ -9,8 +9,6 @@ whatever the number of websockets it goes to.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -23,7 +21,6 @@ import redis
 from .envelope import MalformedEnvelope, is_history, open_history, unwrap
 from .exceptions import ServiceUnavailable
 from .outgoing import Outgoing
-from .redis_store import _connection_key, redis_client
 
 logger = logging.getLogger("ws4redis_gevent.hub")
 
@@ -49,6 +46,28 @@ class Sink(Protocol):
         ...
 
 
+class HubInterface(Protocol):
+    """What the rest of the library asks of a hub: ``Hub``, or ``ClusterHub`` on a cluster."""
+
+    @property
+    def reconnects(self) -> int: ...
+
+    def subscribe(
+        self, channels: Iterable[bytes], sink: Sink, timeout: float | None = 5.0
+    ) -> None: ...
+
+    def unsubscribe(self, channels: Iterable[bytes], sink: Sink, linger: bool = True) -> None: ...
+
+    def subscribers(self, channel: bytes) -> int: ...
+
+    @property
+    def channels(self) -> set[bytes]: ...
+
+    def on_connection_lost(self, callback: Callable[[Hub], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Hub:
     """One Redis PubSub per process, fanning messages out to the websockets subscribed to them."""
 
@@ -64,7 +83,7 @@ class Hub:
         self._command_lock = gevent.lock.RLock()
         self._reader: gevent.Greenlet | None = None
         self._backoff = reconnect_backoff
-        self._connection_lost: list[Callable[[], None]] = []
+        self._connection_lost: list[Callable[[Hub], None]] = []
         self.reconnects = 0
         self.malformed = 0  # messages dropped because their envelope did not parse
 
@@ -161,8 +180,9 @@ class Hub:
         """The channels this process routes."""
         return set(self._routes)
 
-    def on_connection_lost(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (in the hub's greenlet) each time the Redis connection is lost."""
+    def on_connection_lost(self, callback: Callable[[Hub], None]) -> None:
+        """Call ``callback(hub)`` (in the hub's greenlet) each time its connection is lost;
+        ``hub`` is the one whose channels lost messages (on a cluster, one shard's)."""
         self._connection_lost.append(callback)
 
     # -- reading ---------------------------------------------------------------------------
@@ -186,9 +206,7 @@ class Hub:
                     confirmed.clear()
                 logger.warning("Redis pub/sub connection lost (%s); retrying in %.1fs", exc, delay)
                 for callback in self._connection_lost:
-                    callback()
-                for hook in CONNECTION_LOST_HOOKS:
-                    hook(self)
+                    callback(self)
                 gevent.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])
             else:
@@ -291,50 +309,3 @@ def _unwrap(data: bytes, channel: bytes) -> Outgoing:
         data, position = open_history(data)
     payload, binary = unwrap(data)
     return Outgoing(payload, channel, position, binary)
-
-
-# Called (in the hub's greenlet) whenever a hub loses its Redis connection.
-CONNECTION_LOST_HOOKS: list[Callable[[Hub], None]] = []
-
-_hubs: dict[tuple[int, str], Hub] = {}
-_hubs_lock = threading.Lock()
-
-
-def get_hub(connection: dict[str, Any] | str) -> Hub:
-    """The hub of this process for these connection settings (a new one after a fork).
-
-    On a Redis Cluster it is a ``ClusterHub`` (sharded pub/sub, one connection per shard),
-    which has the same public interface.
-    """
-    key = (os.getpid(), _connection_key(connection))
-    hub = _hubs.get(key)
-    if hub is not None:
-        return hub
-    # Built outside the lock, which is a real one when this module was imported before
-    # monkey-patching (gunicorn's master): building may yield to other greenlets (a pool's
-    # queue, a cluster client learning the slot map), and one waiting for the lock would block
-    # the whole worker. Two racing builds keep the first.
-    client = redis_client(connection)
-    from .connection import parse_connection
-
-    if parse_connection(connection).cluster:
-        from typing import cast
-
-        from .cluster_hub import ClusterHub  # imports this module: imported here
-
-        made = cast(Hub, ClusterHub(cast(Any, client)))
-    else:
-        made = Hub(client)
-    with _hubs_lock:
-        hub = _hubs.setdefault(key, made)
-    if hub is not made:
-        made.close()
-    return hub
-
-
-def close_hubs() -> None:
-    """Close every hub of this process (tests, worker shutdown)."""
-    with _hubs_lock:
-        for hub in _hubs.values():
-            hub.close()
-        _hubs.clear()

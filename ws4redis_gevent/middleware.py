@@ -23,10 +23,11 @@ from .backends import Backend, select_backend
 from .channels import ECHO_FLAG, RECOVER_FLAG, parse_flags, parse_since
 from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
 from .handshake import check_handshake
+from .hubs import on_connection_lost
 from .identity import WebsocketRequest
 from .keys import InvalidName, check_facility
 from .origin import OriginPolicy
-from .relay import Outbox, Relay
+from .relay import Outbox, Relay, announce_resync
 from .subscriber import RedisSubscriber
 
 logger = logging.getLogger("ws4redis_gevent")
@@ -65,6 +66,7 @@ class WebsocketMiddleware:
             if self.process_request is None:
                 self.process_request = django_request.process_request
         self.facilities = _facility_matcher(self.settings.facilities)
+        on_connection_lost(announce_resync)
         self.origin_policy = _origin_policy(self.settings, self.uses_django)
         self.trusts_forwarded_host = bool(
             self.uses_django and _django_setting("USE_X_FORWARDED_HOST")

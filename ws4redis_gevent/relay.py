@@ -36,7 +36,7 @@ from .backends import WebSocket
 from .exceptions import ConnectionClosed, ProtocolError
 from .frames import Close, CloseCode, Message, Opcode, Ping, encode_frame
 from .history import entry_id
-from .hub import CONNECTION_LOST_HOOKS, Hub
+from .hub import Hub
 from .outgoing import Outgoing
 from .redis_store import RedisMessage
 from .settings import Settings
@@ -658,7 +658,10 @@ class Keepalive:
 _keepalive = Keepalive()
 
 
-def _announce_resync(hub: Hub) -> None:
+def announce_resync(hub: Hub) -> None:
+    """Tell the websockets that track positions on ``hub``'s channels to resync.
+
+    The middleware registers it with hubs.on_connection_lost when it is built."""
     # Messages published while the hub was disconnected are gone from pub/sub: websockets that
     # track positions on one of its channels are told to resync (their clients can recover from
     # history). On a cluster, ``hub`` is one shard's: the other shards' channels lost nothing.
@@ -669,8 +672,6 @@ def _announce_resync(hub: Hub) -> None:
             outbox.deliver(Outgoing(RESYNC_ALL))
             outbox.flush()
 
-
-CONNECTION_LOST_HOOKS.append(_announce_resync)
 
 RESYNC = b"!resync "
 RESYNC_ALL = RESYNC + b"*"

@@ -9,7 +9,8 @@ import redis
 
 from .channels import ChannelPlan, parse_flags
 from .history import entry_id, history_config, latest, recover
-from .hub import Hub, Sink, get_hub
+from .hub import HubInterface, Sink
+from .hubs import get_hub
 from .identity import identity_from_request
 from .outgoing import Outgoing
 from .redis_store import RedisStore, read_stored
@@ -31,7 +32,7 @@ class RedisSubscriber(RedisStore):
         self,
         connection: redis.Redis | None = None,
         settings: Settings | None = None,
-        hub: Hub | None = None,
+        hub: HubInterface | None = None,
     ) -> None:
         super().__init__(connection=connection, settings=settings)
         self._hub = hub
@@ -41,7 +42,7 @@ class RedisSubscriber(RedisStore):
         self._channels_of: ChannelPlan | None = None
 
     @property
-    def hub(self) -> Hub:
+    def hub(self) -> HubInterface:
         if self._hub is None:
             self._hub = get_hub(self.settings.connection)
         return self._hub
