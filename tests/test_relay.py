@@ -1,0 +1,103 @@
+"""relay.py: what the relay does with what a client sends, and the outbox's resync (pure units
+with a fake websocket and subscriber; the socket-level behaviour is in test_protocol.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ws4redis_gevent import relay as relay_module
+from ws4redis_gevent.exceptions import ProtocolError
+from ws4redis_gevent.frames import CloseCode
+from ws4redis_gevent.outgoing import Outgoing
+from ws4redis_gevent.relay import Outbox, Relay, announce_resync
+from ws4redis_gevent.settings import Settings
+
+
+class FakeWebSocket:
+    def __init__(self) -> None:
+        self.sent: list[list[Outgoing]] = []
+
+    def send(self, messages: list[Outgoing]) -> None:
+        self.sent.append(messages)
+
+
+class FakeSubscriber:
+    def __init__(self, publishers: list[str]) -> None:
+        self._publishers = publishers
+        self.published: list[Any] = []
+
+    def publish_message(self, message: Any) -> None:
+        self.published.append(message)
+
+
+def relay(publishers: list[str], subscribed=(b"broadcast:chat",), **settings) -> Relay:
+    return Relay(
+        FakeWebSocket(),  # type: ignore[arg-type]
+        Outbox(),
+        FakeSubscriber(publishers),
+        Settings(**settings),
+        subscribed=subscribed,
+    )
+
+
+def test_text_and_binary_frames_are_published_with_their_type() -> None:
+    r = relay(["broadcast:chat"])
+    r._on_message("text")
+    r._on_message(b"ascii")
+    published = r.subscriber.published
+    assert [(bytes(m), m.binary) for m in published] == [(b"text", False), (b"ascii", True)]
+
+
+def test_own_messages_are_expected_as_echoes_without_the_echo_flag() -> None:
+    r = relay(["broadcast:chat"])
+    r._on_message("hi")
+    assert not r.outbox.deliver(Outgoing(b"hi", b"broadcast:chat"))  # swallowed once
+    assert r.outbox.deliver(Outgoing(b"hi", b"broadcast:chat"))  # someone else's
+
+
+def test_the_heartbeat_is_answered_and_never_published() -> None:
+    r = relay(["broadcast:chat"], heartbeat="--hb--")
+    r._on_message("--hb--")
+    assert r.subscriber.published == []
+    assert [m.payload for m in r.websocket.sent[0]] == [b"--hb--"]
+
+
+def test_publishing_beyond_the_rate_closes_1008() -> None:
+    r = relay(["broadcast:chat"], publish_rate=1, publish_burst=2)
+    r._on_message("1")
+    r._on_message("2")
+    with pytest.raises(ProtocolError) as refused:
+        r._on_message("3")
+    assert refused.value.code == CloseCode.POLICY_VIOLATION
+
+
+def test_resync_of_a_channel_reaches_only_websockets_that_track_it() -> None:
+    tracking, plain = Outbox(), Outbox()
+    tracking.labels = {b"group:x:chat": b"group:x"}
+    assert tracking.resync_channel(b"group:x:chat")
+    assert [m.payload for m in tracking._items] == [b"!resync group:x"]
+    assert not tracking.resync_channel(b"broadcast:chat")
+    assert not plain.resync_channel(b"group:x:chat") and len(plain) == 0
+
+
+class FakeHub:
+    def __init__(self, channels: set[bytes]) -> None:
+        self.channels = channels
+
+
+def test_a_lost_connection_resyncs_only_websockets_on_that_hubs_channels() -> None:
+    """On a cluster, one shard's reconnect no longer tells every websocket to resync."""
+    on_shard, elsewhere = relay([], (b"broadcast:a",)), relay([], (b"broadcast:b",))
+    for r in (on_shard, elsewhere):
+        r.outbox.labels = {}
+        r.outbox.on_backlog = None  # messages wait in the outbox, as before the relay starts
+        relay_module._live.add(r)
+    try:
+        announce_resync(FakeHub({b"broadcast:a"}))  # type: ignore[arg-type]
+    finally:
+        for r in (on_shard, elsewhere):
+            relay_module._live.discard(r)
+    assert [m.payload for m in on_shard.outbox._items] == [b"!resync *"]
+    assert len(elsewhere.outbox) == 0
