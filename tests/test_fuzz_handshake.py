@@ -103,6 +103,10 @@ def test_any_facility_and_query(fuzz_server, redis_url, facility, pairs):
         if not facility:
             assert status == 404, (target, status)
             return
+        if not facility.isprintable() or len(facility) > 128:
+            # keys.check_facility: control characters, or longer than the default limit.
+            assert status == 400, (target, status)
+            return
         assert status == 101, (target, status)
         client = Adopted(sock, rest)
         publisher = RedisPublisher(
