@@ -230,7 +230,9 @@ def test_http_page_refused_for_an_https_site(start_django_server):
     )
     tls = {"X-Forwarded-Proto": "https"}
     assert_echoes(
-        connect_as(server, "app.example.com", origin="https://app.example.com", additional_headers=tls)
+        connect_as(
+            server, "app.example.com", origin="https://app.example.com", additional_headers=tls
+        )
     )
     status, body = refused_as(
         server, "app.example.com", origin="http://app.example.com", additional_headers=tls

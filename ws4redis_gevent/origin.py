@@ -142,7 +142,8 @@ class OriginPolicy:
         if parsed in self.origins or host_matches(parsed.host, self.any_port_hosts):
             return None
         if not _scheme_fits(parsed.scheme, scheme):
-            return f"origin {str(parsed)!r} is not allowed: an {parsed.scheme} page for an {scheme} site"
+            page = f"an {parsed.scheme} page for an {scheme} site"
+            return f"origin {str(parsed)!r} is not allowed: {page}"
         if _is_site_origin(parsed, host, self.allowed_hosts):
             return None
         return f"origin {str(parsed)!r} is not allowed"
