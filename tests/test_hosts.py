@@ -126,7 +126,8 @@ def connect_as(server: Any, host: str, path: str = PATH, **kwargs: Any) -> Clien
     ``host`` to the server's address would)."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     try:
-        return connect(f"ws://{host}{path}", sock=sock, open_timeout=10, **kwargs)
+        # legacy: a connection used outside a with block (refused_as closes it itself).
+        return connect(f"ws://{host}{path}", sock=sock, open_timeout=10, legacy=True, **kwargs)
     except BaseException:
         sock.close()
         raise
