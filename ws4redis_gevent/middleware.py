@@ -42,7 +42,8 @@ class WebsocketMiddleware:
     Args:
         app: the WSGI application to wrap (e.g. Django's ``get_wsgi_application()``).
         **options: settings by their lower-case name without prefix (``websocket_url``,
-            ``connection``, ``prefix``, ``expire``, ``heartbeat``, ``allowed_channels``...).
+            ``connection``, ``prefix``, ``expire``, ``heartbeat``, ``allowed_channels``,
+            ``allowed_hosts``: the Host names served, loopback names by default...).
             They override Django's settings and become this process's settings, so
             ``RedisPublisher`` uses the same ones.
     """
