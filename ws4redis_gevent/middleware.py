@@ -164,9 +164,8 @@ class WebsocketMiddleware:
         scheme = self.host_policy.scheme(environ)
         refusal = self.origin_policy.refusal(environ.get("HTTP_ORIGIN"), host, scheme)
         if refusal is not None:
-            raise PermissionDenied(
-                f"{refusal}: list it in WS4REDIS_ALLOWED_ORIGINS (or the allowed hosts)"
-            )
+            hosts = self.host_policy.setting
+            raise PermissionDenied(f"{refusal}: list it in WS4REDIS_ALLOWED_ORIGINS (or {hosts})")
 
     def _backend(self, environ: dict[str, Any]) -> Backend:
         backend = select_backend(environ, self.settings.backend)
