@@ -227,3 +227,24 @@ def test_identity_names_per_audience() -> None:
     assert ALICE.names("broadcast") == ()
     assert ANONYMOUS.names("user") == ()
     assert ANONYMOUS.names("session") == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("staff", "staff"),
+        ("org:1@x", "org:1@x"),
+        ("my team", "my%20team"),
+        ("50% off", "50%25%20off"),
+        ("a\nb\rc\td", "a%0Ab%0Dc%09d"),
+        ("caf\u00e9 \u2028", "caf\u00e9%20%E2%80%A8"),
+    ],
+)
+def test_group_labels_encode_what_breaks_a_tagged_frame(name, label):
+    """Spaces, line breaks, control characters and "%" are percent-encoded in labels; names
+    without them keep their label; decoding gives the name back."""
+    from urllib.parse import unquote
+
+    plan = ChannelPlan.resolve(["subscribe-group"], "f", Identity("u", (name,)), None)
+    assert list(plan.labels.values()) == [f"group:{label}"]
+    assert unquote(label) == name

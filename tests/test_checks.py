@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TLS_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Settings under which no deployment check of ours has anything to say.
 SAFE = {
+    "ALLOWED_HOSTS": ["app.example.com"],
     "WS4REDIS_ALLOWED_CHANNELS": "tests.django_project.allowed.deny_anonymous",
     "WS4REDIS_HEARTBEAT": "--heartbeat--",
 }
@@ -44,7 +45,8 @@ def test_safe_settings_raise_nothing(run_checks):
 def test_defaults_warn_only_about_publishing(run_checks):
     """The defaults are safe except ws4redis' open publishing (no ALLOWED_CHANNELS), which also
     lets clients store messages under facility names they invent (W010)."""
-    assert run_checks() == ["ws4redis_gevent.W003", "ws4redis_gevent.W010"]
+    got = run_checks(ALLOWED_HOSTS=["app.example.com"])
+    assert got == ["ws4redis_gevent.W003", "ws4redis_gevent.W010"]
 
 
 @pytest.mark.parametrize(
@@ -62,6 +64,9 @@ def test_defaults_warn_only_about_publishing(run_checks):
         ({"WS4REDIS_PING_INTERVAL": 120}, "W009"),
         ({"WS4REDIS_ALLOWED_CHANNELS": None, "WS4REDIS_EXPIRE": 60}, "W003 W010"),
         ({"WS4REDIS_HISTORY": {"*": {"size": 10}}}, "W011"),
+        ({"ALLOWED_HOSTS": ["app.example.com", "*"]}, "W012"),
+        ({"WS4REDIS_ALLOWED_HOSTS": ["*"]}, "W012"),
+        ({"WS4REDIS_ALLOWED_ORIGINS": ["https://a.example", "http://b.example"]}, "W013"),
     ],
     ids=[
         "origin check off",
@@ -76,6 +81,9 @@ def test_defaults_warn_only_about_publishing(run_checks):
         "pings too rare for proxies",
         "clients store under invented facility names",
         "history for invented facility names",
+        "any Host (ALLOWED_HOSTS)",
+        "any Host (WS4REDIS_ALLOWED_HOSTS)",
+        "an origin without TLS",
     ],
 )
 def test_unsafe_setting_gets_its_warning(run_checks, overrides, expected):
@@ -99,6 +107,7 @@ def test_no_heartbeat_without_a_proxy_is_fine(run_checks):
         ({"WS4REDIS_SUBSCRIBER": "ws4redis_gevent.subscriber.NoSuchClass"}, "E002"),
         ({"WS4REDIS_ALLOWED_ORIGINS": ["app.example.com"]}, "E003"),
         ({"WS4REDIS_ALLOWED_ORIGINS": "https://app.example.com"}, "E003"),
+        ({"WS4REDIS_ALLOWED_HOSTS": "app.example.com"}, "E001"),
     ],
     ids=[
         "bad URL",
@@ -108,6 +117,7 @@ def test_no_heartbeat_without_a_proxy_is_fine(run_checks):
         "unknown subscriber",
         "origin without scheme",
         "origins as a string",
+        "allowed hosts as a string",
     ],
 )
 def test_broken_setting_is_an_error_without_deploy(ws4redis_settings, overrides, expected):
@@ -149,6 +159,18 @@ def test_manage_py_check_deploy_reports_unsafe_settings(tmp_path):
     assert "cross-site websocket hijacking" in output
     assert "ws4redis_gevent." not in manage_py_check(tmp_path, unsafe)
     assert "ws4redis_gevent." not in manage_py_check(tmp_path, SAFE, "--deploy")
+
+
+def test_no_warning_for_local_http_origins(run_checks):
+    """A front-end dev server on http://localhost is no network exposure."""
+    origins = ["http://localhost:3000", "http://127.0.0.1:5173", "https://a.example"]
+    assert run_checks(**{**SAFE, "WS4REDIS_ALLOWED_ORIGINS": origins}) == []
+
+
+def test_manage_py_check_deploy_warns_about_open_hosts(tmp_path):
+    """The real command, on the test project's ALLOWED_HOSTS = ['*']."""
+    output = manage_py_check(tmp_path, {**SAFE, "ALLOWED_HOSTS": ["*"]}, "--deploy")
+    assert "ws4redis_gevent.W012" in output and "DNS rebinding" in output, output
 
 
 def test_manage_py_check_fails_on_a_broken_setting(tmp_path):

@@ -314,3 +314,73 @@ def test_database_connections_closed_only_where_one_was_opened(django_site, monk
 
     assert in_new_thread(nothing_opened) == 0
     assert in_new_thread(one_opened) == (True, 1)
+
+
+# -- deactivated users (docs/reliability.rst, "Deactivated users") -------------------------
+
+VERIFYING = "ws4redis_gevent.django_request.process_request_verifying_user"
+
+
+@contextlib.contextmanager
+def deactivated(username: str):
+    """``is_active=False`` for the block, as an admin would set it."""
+    from django.contrib.auth.models import User
+
+    User.objects.filter(username=username).update(is_active=False)
+    try:
+        yield
+    finally:
+        User.objects.filter(username=username).update(is_active=True)
+
+
+@contextlib.contextmanager
+def password_changed(username: str):
+    from django.contrib.auth.models import User
+    from django_fixtures import password
+
+    user = User.objects.get(username=username)
+    user.set_password("another-" + password(username))
+    user.save()
+    try:
+        yield
+    finally:
+        user.set_password(password(username))
+        user.save()
+
+
+def test_deactivated_user_keeps_the_session_identity_by_default(django_server, browser):
+    """Documented: the default handshake reads the session only (no query), so a user set
+    to is_active=False keeps user and group channels until the session ends."""
+    john = browser(django_server, "john")
+    expected = {
+        f"user:john:{FACILITY}": 1,
+        f"group:chatters:{FACILITY}": 1,
+        f"group:admins:{FACILITY}": 1,
+    }
+    with deactivated("john"), john.connect(f"/ws/{FACILITY}?subscribe-user&subscribe-group"):
+        wait_for(lambda: subscribed(django_server) == expected)
+
+
+def test_verifying_process_request_makes_deactivated_users_anonymous(start_django_server, browser):
+    """With process_request_verifying_user, a deactivated user, or a session whose password
+    changed, opens websockets as an anonymous client: user and group flags are dropped."""
+    server = start_django_server(settings={"WS4REDIS_PROCESS_REQUEST": VERIFYING})
+    john = browser(server, "john")
+    path = f"/ws/{FACILITY}?subscribe-user&subscribe-group&subscribe-broadcast"
+    identified = {
+        f"user:john:{FACILITY}": 1,
+        f"group:chatters:{FACILITY}": 1,
+        f"group:admins:{FACILITY}": 1,
+        f"broadcast:{FACILITY}": 1,
+    }
+    anonymous = {f"broadcast:{FACILITY}": 1}
+    # Active, deactivated, active again: the session itself is left intact.
+    for change, expected in (
+        (contextlib.nullcontext, identified),
+        (deactivated, anonymous),
+        (contextlib.nullcontext, identified),
+        (password_changed, anonymous),
+    ):
+        with change("john"), john.connect(path):
+            wait_for(lambda expected=expected: subscribed(server) == expected)
+        wait_for(lambda: subscribed(server) == {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -96,6 +97,31 @@ def test_reconnect_after_a_killed_connection_misses_nothing_and_repeats_nothing(
             received.append(int(payload))
     thread.join(timeout=10)
     assert received == list(range(total))
+
+
+def test_group_names_with_spaces_are_encoded_in_labels_and_recover(start_server, redis_url):
+    """A group name with a space or "%" would break "LABEL POSITION\nPAYLOAD": the server
+    percent-encodes them in labels, and a client recovers with the label it was given."""
+    server = start_server(history=HISTORY, expire=0, process_request="ws_callbacks.token_auth")
+    settings = Settings(connection=redis_url, history=HISTORY, expire=0)
+
+    def publish(group: str, message: str) -> None:
+        RedisPublisher(facility="feed", groups=[group], settings=settings).publish_message(message)
+
+    path = "/ws/feed?subscribe-group&recover&token=t-tina"
+    with server.connect(path) as ws:
+        wait_for(lambda: len(server.stats()["channels"]) == 2)
+        publish("my team", "one two")
+        label, position, payload = split(ws.recv(timeout=5))
+        assert (label, payload) == ("group:my%20team", "one two")
+        publish("50% off", "sale")
+        assert split(ws.recv(timeout=5))[::2] == ("group:50%25%20off", "sale")
+    publish("my team", "missed")
+    since = quote(f"{label}@{position}")
+    with server.connect(f"{path}&since={since}") as ws:
+        # The missed message on "my team"; the newest entry of "50% off" (no position given).
+        frames = {split(ws.recv(timeout=5))[::2] for _ in range(2)}
+    assert frames == {("group:my%20team", "missed"), ("group:50%25%20off", "sale")}
 
 
 def test_trimmed_history_asks_for_a_resync(start_server, redis_url):

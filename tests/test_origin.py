@@ -1,8 +1,9 @@
 """The Origin check (ws4redis_gevent.origin): pure rules first, then real handshakes.
 
 A browser page may open a websocket to any server, with the user's cookies: the server must
-refuse foreign origins with 403 before the upgrade. Same-host pages, ALLOWED_HOSTS patterns
-(under Django) and WS4REDIS_ALLOWED_ORIGINS are let through; a missing Origin (a program, not a
+refuse foreign origins with 403 before the upgrade. Origins are (scheme, host, port): same-host
+pages and allowed-hosts patterns on the request's scheme and port, and WS4REDIS_ALLOWED_ORIGINS
+are let through; a missing Origin (a program, not a
 browser) is allowed unless WS4REDIS_ALLOW_MISSING_ORIGIN is off; ``null`` is refused.
 """
 
@@ -185,13 +186,53 @@ def test_star_allows_every_origin():
         assert policy.refusal(origin, "example.com") is None
 
 
-def test_allowed_hosts_patterns_allow_origins_on_those_hosts():
-    """An origin whose host matches an ALLOWED_HOSTS pattern passes, whatever the Host."""
+def test_allowed_hosts_patterns_allow_origins_on_those_hosts_same_scheme_and_port():
+    """An origin whose host matches an allowed-hosts pattern passes when its scheme and port
+    are the request's (a subdomain's page using the API host's websockets)."""
     policy = OriginPolicy.build(allowed_hosts=[".example.com", "example.org"])
-    assert policy.refusal("https://app.example.com", "10.0.0.5:8000") is None
-    assert policy.refusal("https://example.com:8443", "10.0.0.5:8000") is None
-    assert policy.refusal("http://example.org", "10.0.0.5:8000") is None
-    assert policy.refusal("https://example.net", "10.0.0.5:8000") is not None
+    assert policy.refusal("https://app.example.com", "api.example.com", "https") is None
+    assert policy.refusal("https://example.com:8443", "api.example.com:8443", "https") is None
+    assert policy.refusal("http://example.org", "api.example.com") is None
+    assert policy.refusal("https://example.net", "api.example.com", "https") is not None
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        ("https://app.example.com:8443", "api.example.com"),
+        ("https://app.example.com", "api.example.com:8443"),
+        ("https://app.example.com", "10.0.0.5:8000"),
+        ("http://app.example.com:8080", "api.example.com"),
+    ],
+)
+def test_allowed_hosts_patterns_do_not_allow_other_ports(origin, host):
+    """Changed: another port is another origin (it used to pass once the host matched)."""
+    policy = OriginPolicy.build(allowed_hosts=[".example.com"])
+    reason = policy.refusal(origin, host, "https" if origin.startswith("https") else "http")
+    assert reason is not None and "not allowed" in reason
+
+
+@pytest.mark.parametrize(
+    "allowed_hosts", [[], [".example.com"]], ids=["same host", "allowed-hosts pattern"]
+)
+def test_http_page_is_refused_for_an_https_site(allowed_hosts):
+    """An ``http://`` page (alterable by anyone on the network) may not use an https site's
+    websockets, even on the same host; an ``https://`` page may use an http request of its
+    host (TLS ended at a proxy)."""
+    policy = OriginPolicy.build(allowed_hosts=allowed_hosts)
+    reason = policy.refusal("http://example.com", "example.com", "https")
+    assert reason is not None and "an http page for an https site" in reason
+    assert policy.refusal("https://example.com", "example.com", "https") is None
+    assert policy.refusal("https://example.com", "example.com", "http") is None
+    assert policy.refusal("http://example.com", "example.com", "http") is None
+
+
+def test_any_port_hosts_allow_local_pages_on_any_port_and_scheme():
+    """The development defaults: loopback pages on any port (a front-end's dev server)."""
+    policy = OriginPolicy.build(any_port_hosts=[".localhost", "127.0.0.1", "[::1]"])
+    for origin in ("http://localhost:3000", "https://127.0.0.1:5173", "http://[::1]:8080"):
+        assert policy.refusal(origin, "127.0.0.1:8000", "https") is None
+    assert policy.refusal("http://evil.example:3000", "127.0.0.1:8000") is not None
 
 
 @pytest.mark.parametrize(
@@ -292,10 +333,14 @@ def test_django_allowed_hosts_patterns_allow_origins(start_django_server):
     """Under Django, an origin on a host of ALLOWED_HOSTS passes, others get 403; '*' in
     ALLOWED_HOSTS does not open the check to every site."""
     server = start_django_server(settings={"ALLOWED_HOSTS": [".example.com", "*"]})
-    with server.connect("/ws/news?subscribe-broadcast", origin="https://app.example.com") as ws:
+    origin = f"http://app.example.com:{server.port}"
+    with server.connect("/ws/news?subscribe-broadcast", origin=origin) as ws:
         assert ws.ping().wait(5)
     status, body = refused_status(server, "https://evil.example", "/ws/news")
     assert status == 403 and "not allowed" in body
+    # Changed: the same host on another port, or its https page on the default port, is
+    # another origin.
+    assert refused_status(server, "https://app.example.com", "/ws/news")[0] == 403
 
 
 @pytest.mark.integration

@@ -30,6 +30,7 @@ ACCOUNTS = {
     "t-alice": Account("alice", ("org:1",), "sess-alice"),
     "t-bob": Account("bob", ("org:1:admins",), "sess-bob"),
     "t-colon": Account("eve:news", (), "sess-colon"),
+    "t-tina": Account("tina", ("my team", "50% off"), "sess-tina"),
 }
 
 

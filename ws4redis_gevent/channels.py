@@ -5,6 +5,7 @@ Channel names are made by keys.py, which owns the Redis key space.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote_plus
@@ -45,6 +46,18 @@ def parse_since(query_string: str) -> dict[str, str]:
     return since
 
 
+# What cannot stand in a tagged frame's head ("LABEL POSITION\n"): the separators (whitespace,
+# line breaks), control characters, and "%" itself so that the encoding can be undone.
+_LABEL_UNSAFE = re.compile(r"[%\s\x00-\x1f\x7f]")
+
+
+def label_name(name: str) -> str:
+    """A group name as it appears in a label: ``%``, whitespace and control characters
+    percent-encoded (UTF-8), everything else unchanged, so ``decodeURIComponent`` gives the
+    name back (``my team`` -> ``my%20team``)."""
+    return _LABEL_UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), name)
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who a websocket belongs to: the names that SELF resolves to."""
@@ -76,7 +89,8 @@ class ChannelPlan:
     echo: bool = False
     dropped: tuple[str, ...] = field(default=())
     # A name for each subscribed channel that is unique within this websocket and reveals no
-    # secret (no session key, no prefix): "broadcast", "user", "session", "group:NAME".
+    # secret (no session key, no prefix): "broadcast", "user", "session", "group:NAME" (NAME
+    # through label_name, so that a label holds no space or line break).
     labels: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -102,7 +116,9 @@ class ChannelPlan:
             target.extend(channels)
             if action == "subscribe":
                 for channel, name in zip(channels, names or [""], strict=False):
-                    labels[channel] = f"group:{name}" if audience == "group" else audience
+                    labels[channel] = (
+                        f"group:{label_name(name)}" if audience == "group" else audience
+                    )
         return cls(
             subscribe=tuple(dict.fromkeys(subscribe)),
             publish=tuple(dict.fromkeys(publish)),

@@ -16,7 +16,8 @@ from django.core.checks import Warning as CheckWarning
 
 from . import settings as settings_module
 from .exceptions import ImproperlyConfigured
-from .origin import OriginPolicy
+from .hosts import LOOPBACK_HOSTS, host_matches
+from .origin import Origin, OriginPolicy
 
 TAG = "ws4redis"
 # Idle connections are cut by proxies after this long by default (nginx' proxy_read_timeout).
@@ -62,7 +63,7 @@ def check_deployment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
         current = settings_module.load()
     except ImproperlyConfigured:
         return []  # reported by check_settings
-    warnings = _origin_warnings(current) + _abuse_warnings(current)
+    warnings = _origin_warnings(current) + _host_warnings(current) + _abuse_warnings(current)
     return warnings + _redis_growth_warnings(current) + _keepalive_warnings(current)
 
 
@@ -87,6 +88,49 @@ def _origin_warnings(current: settings_module.Settings) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _host_warnings(current: settings_module.Settings) -> list[CheckMessage]:
+    from .django_hosts import host_policy
+
+    warnings: list[CheckMessage] = []
+    try:
+        policy = host_policy(current.allowed_hosts)
+    except ImproperlyConfigured:
+        return []  # Django reports a malformed ALLOWED_HOSTS itself
+    if "*" in policy.allowed_hosts:
+        warnings.append(
+            CheckWarning(
+                f"{policy.setting} contains '*': websockets are served for any Host header, "
+                "so through DNS rebinding any website can open websockets to this server "
+                "(its pages then count as same-origin).",
+                hint=f"List the host names the site serves in {policy.setting}.",
+                id="ws4redis_gevent.W012",
+            )
+        )
+    plain = [origin for origin in _parsed_origins(current) if _is_plain_http(origin)]
+    if plain:
+        warnings.append(
+            CheckWarning(
+                "WS4REDIS_ALLOWED_ORIGINS lists pages served without TLS "
+                f"({', '.join(map(str, plain))}): anyone on their network path can change "
+                "them and use your users' websockets.",
+                hint="List their https:// origins instead.",
+                id="ws4redis_gevent.W013",
+            )
+        )
+    return warnings
+
+
+def _parsed_origins(current: settings_module.Settings) -> list[Origin]:
+    try:
+        return sorted(OriginPolicy.build(current.allowed_origins).origins, key=str)
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+
+
+def _is_plain_http(origin: Origin) -> bool:
+    return origin.scheme == "http" and not host_matches(origin.host, LOOPBACK_HOSTS)
 
 
 def _abuse_warnings(current: settings_module.Settings) -> list[CheckMessage]:

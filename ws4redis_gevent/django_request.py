@@ -90,6 +90,51 @@ def process_request(request: WSGIRequest) -> None:
     request.user = session_user(request)  # type: ignore[assignment]
 
 
+def process_request_verifying_user(request: WSGIRequest) -> None:
+    """A WS4REDIS_PROCESS_REQUEST that also asks Django's authentication whether the session's
+    user still counts, at the cost of one query of the user table per handshake.
+
+    As ``django.contrib.auth.get_user`` does for an HTTP request, the user is loaded through
+    the session's backend, which refuses inactive users (``ModelBackend``), and the session's
+    auth hash is checked (a password change ends the session). A user refused is anonymous on
+    this websocket: the user and group flags are dropped (or refused by
+    WS4REDIS_ALLOWED_CHANNELS). Group names still come from the session.
+    """
+    process_request(request)
+    if request.user.is_authenticated and not _user_still_counts(request.session):
+        request.user = SessionUser(None, [])  # type: ignore[assignment]
+
+
+def _user_still_counts(session: Any) -> bool:
+    # django.contrib.auth.get_user's checks, without its side effects: a handshake cannot hand
+    # the browser a new session cookie, so the session is neither flushed nor cycled here.
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+        load_backend,
+    )
+    from django.core.exceptions import ValidationError
+    from django.utils.crypto import constant_time_compare
+
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend_path = session[BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return False
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return False
+    user = load_backend(backend_path).get_user(user_id)  # None for inactive users
+    if user is None:
+        return False
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    session_hash = session.get(HASH_SESSION_KEY)
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    return bool(session_hash) and any(constant_time_compare(session_hash, h) for h in hashes)
+
+
 _engines: dict[str, Any] = {}
 
 

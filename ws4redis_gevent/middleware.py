@@ -23,6 +23,7 @@ from .backends import Backend, select_backend
 from .channels import ECHO_FLAG, RECOVER_FLAG, parse_flags, parse_since
 from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
 from .handshake import check_handshake
+from .hosts import LOOPBACK_HOSTS, HostPolicy
 from .hubs import on_connection_lost
 from .identity import WebsocketRequest
 from .keys import InvalidName, check_facility
@@ -41,7 +42,8 @@ class WebsocketMiddleware:
     Args:
         app: the WSGI application to wrap (e.g. Django's ``get_wsgi_application()``).
         **options: settings by their lower-case name without prefix (``websocket_url``,
-            ``connection``, ``prefix``, ``expire``, ``heartbeat``, ``allowed_channels``...).
+            ``connection``, ``prefix``, ``expire``, ``heartbeat``, ``allowed_channels``,
+            ``allowed_hosts``: the Host names served, loopback names by default...).
             They override Django's settings and become this process's settings, so
             ``RedisPublisher`` uses the same ones.
     """
@@ -67,10 +69,8 @@ class WebsocketMiddleware:
                 self.process_request = django_request.process_request
         self.facilities = _facility_matcher(self.settings.facilities)
         on_connection_lost(announce_resync)
-        self.origin_policy = _origin_policy(self.settings, self.uses_django)
-        self.trusts_forwarded_host = bool(
-            self.uses_django and _django_setting("USE_X_FORWARDED_HOST")
-        )
+        self.host_policy = _host_policy(self.settings, self.uses_django)
+        self.origin_policy = _origin_policy(self.settings, self.host_policy, self.uses_django)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -108,7 +108,7 @@ class WebsocketMiddleware:
 
     def _prepare(self, environ: dict[str, Any]) -> tuple[Any, ...]:
         headers = check_handshake(environ)
-        self._check_origin(environ)
+        self._check_host_and_origin(environ)
         facility = self._facility(environ)
         backend = self._backend(environ)
         try:
@@ -154,17 +154,18 @@ class WebsocketMiddleware:
             raise HandshakeError(f"unknown facility {facility!r}", HTTPStatus.NOT_FOUND)
         return facility
 
-    def _check_origin(self, environ: dict[str, Any]) -> None:
+    def _check_host_and_origin(self, environ: dict[str, Any]) -> None:
+        host = self.host_policy.host(environ)
+        refusal = self.host_policy.refusal(host)
+        if refusal is not None:
+            raise HandshakeError(refusal)
         if self.origin_policy is None:
             return
-        host = environ.get("HTTP_HOST")
-        if self.trusts_forwarded_host and "HTTP_X_FORWARDED_HOST" in environ:
-            host = environ["HTTP_X_FORWARDED_HOST"]  # as Django's get_host() reads it
-        refusal = self.origin_policy.refusal(environ.get("HTTP_ORIGIN"), host)
+        scheme = self.host_policy.scheme(environ)
+        refusal = self.origin_policy.refusal(environ.get("HTTP_ORIGIN"), host, scheme)
         if refusal is not None:
-            raise PermissionDenied(
-                f"{refusal}: list it in WS4REDIS_ALLOWED_ORIGINS (or ALLOWED_HOSTS)"
-            )
+            hosts = self.host_policy.setting
+            raise PermissionDenied(f"{refusal}: list it in WS4REDIS_ALLOWED_ORIGINS (or {hosts})")
 
     def _backend(self, environ: dict[str, Any]) -> Backend:
         backend = select_backend(environ, self.settings.backend)
@@ -313,23 +314,32 @@ def _too_many() -> ServiceUnavailable:
     return ServiceUnavailable("too many websockets on this worker, try again later")
 
 
-def _origin_policy(settings: settings_module.Settings, uses_django: bool) -> OriginPolicy | None:
+def _host_policy(settings: settings_module.Settings, uses_django: bool) -> HostPolicy:
+    if uses_django:
+        from .django_hosts import host_policy
+
+        return host_policy(settings.allowed_hosts)
+    if settings.allowed_hosts is None:
+        return HostPolicy(LOOPBACK_HOSTS)
+    return HostPolicy(tuple(settings.allowed_hosts))
+
+
+def _origin_policy(
+    settings: settings_module.Settings, hosts: HostPolicy, uses_django: bool
+) -> OriginPolicy | None:
     if not settings.check_origin:
         return None
-    allowed_hosts: list[str] = []
-    if uses_django:
-        allowed_hosts = list(_django_setting("ALLOWED_HOSTS") or [])
-        if not allowed_hosts and _django_setting("DEBUG"):
-            allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]  # as Django's get_host()
+    # The plain-WSGI default (loopback names) admits Host names, not other origins: a page on
+    # localhost may use its own host's websockets only, as before there were allowed hosts.
+    chosen = uses_django or settings.allowed_hosts is not None
+    # On a development server the pages of other local servers (a front-end's dev server on
+    # another port) may use its websockets.
     return OriginPolicy.build(
-        settings.allowed_origins, allowed_hosts, settings.allow_missing_origin
+        settings.allowed_origins,
+        hosts.allowed_hosts if chosen else (),
+        settings.allow_missing_origin,
+        any_port_hosts=LOOPBACK_HOSTS if hosts.development else (),
     )
-
-
-def _django_setting(name: str) -> Any:
-    from django.conf import settings
-
-    return getattr(settings, name, None)
 
 
 def _django_configured() -> bool:

@@ -3,14 +3,22 @@
 Browsers send the page's origin with every websocket handshake (RFC 6455 section 4.1, item 8)
 and, unlike for other requests, no same-origin policy applies to websockets: any website may
 open one to this server, with the user's cookies. Refusing foreign origins before the upgrade
-stops cross-site websocket hijacking. An origin is allowed when
+stops cross-site websocket hijacking. Origins are compared as browsers define them (RFC 6454):
+scheme, host and port, a missing port being the scheme's default. An origin is allowed when
 
-- its host (and port) is the request's ``Host``: the page comes from this very server;
-- its host matches a pattern of Django's ``ALLOWED_HOSTS`` (``example.com``, ``.example.com``
-  for a domain and its subdomains; ``*`` does not count: it says any Host header is served,
-  not that any website may use the users' sessions);
 - it is one of ``WS4REDIS_ALLOWED_ORIGINS`` (full origins, ``https://app.example.com``), or
-  that setting contains ``*``.
+  that setting contains ``*``;
+- its host is the request's ``Host``, or matches an allowed-hosts pattern (``example.com``,
+  ``.example.com`` for a domain and its subdomains; ``*`` does not count: it says any Host
+  header is served, not that any website may use the users' sessions), and its port is the
+  request's port and its scheme the request's scheme: an ``http://`` page, which anyone on
+  the network can alter, may not use an https site's websockets. (An ``https://`` page may use
+  an http endpoint of its host: that is a TLS-terminating proxy, not a downgrade.);
+- on a development server (Django's ``DEBUG`` with an empty ``ALLOWED_HOSTS``), its host is a
+  loopback name: pages of local development servers on any port.
+
+The Host itself is checked first (``hosts.HostPolicy``), so a DNS-rebinding page, whose origin
+is "same host" by construction, is refused because its Host is not one the site serves.
 
 A handshake without Origin comes from a program, not a browser (browsers always send one), and
 cannot carry a victim's cookies by itself: allowed unless ``WS4REDIS_ALLOW_MISSING_ORIGIN`` is
@@ -24,12 +32,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .exceptions import ImproperlyConfigured
+from .hosts import host_matches, split_host
+
+__all__ = ["Origin", "OriginPolicy", "host_matches", "parse_origin", "split_host"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
-# A host as Django's ``split_domain_port`` accepts it: a name or an IPv4 address, or an IPv6
-# address in brackets, then an optional port.
-_HOST = re.compile(r"^([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::([0-9]{1,5}))?$")
 # An origin as browsers serialise it (RFC 6454 section 6.2): scheme "://" host [ ":" port ].
 _ORIGIN = re.compile(r"^([a-z][a-z0-9+.-]*)://([^/?#@\s]+)$")
 
@@ -48,22 +56,6 @@ class Origin:
         return f"{self.scheme}://{self.host}{port}"
 
 
-def split_host(value: str) -> tuple[str, int | None] | None:
-    """Domain and port of a ``Host`` header value (lower-cased, trailing dot removed).
-
-    Returns None when the value is not a valid host.
-    """
-    match = _HOST.match(value.strip().lower())
-    if match is None:
-        return None
-    domain, port = match.groups()
-    if domain.endswith("."):
-        domain = domain[:-1]
-    if not domain:
-        return None
-    return domain, (int(port) if port is not None else None)
-
-
 def parse_origin(value: str) -> Origin | None:
     """The Origin of an ``Origin`` header value, or None if it is not a serialised origin.
 
@@ -80,22 +72,6 @@ def parse_origin(value: str) -> Origin | None:
     return Origin(scheme, domain, port if port is not None else DEFAULT_PORTS.get(scheme))
 
 
-def host_matches(domain: str, patterns: Iterable[str]) -> bool:
-    """Whether ``domain`` matches one of ``patterns`` as Django's ``validate_host`` decides,
-    except that ``*`` matches nothing here (see the module docstring)."""
-    domain = domain.lower()
-    for pattern in patterns:
-        pattern = pattern.lower()
-        if pattern == "*" or not pattern:
-            continue
-        if pattern.startswith("."):
-            if domain == pattern[1:] or domain.endswith(pattern):
-                return True
-        elif domain == pattern:
-            return True
-    return False
-
-
 @dataclass(frozen=True)
 class OriginPolicy:
     """Which origins may open websockets; ``refusal`` applies it to one handshake.
@@ -106,6 +82,7 @@ class OriginPolicy:
     origins: frozenset[Origin] = frozenset()
     any_origin: bool = False
     allowed_hosts: tuple[str, ...] = ()
+    any_port_hosts: tuple[str, ...] = ()
     allow_missing: bool = True
 
     @classmethod
@@ -114,9 +91,11 @@ class OriginPolicy:
         allowed_origins: Iterable[str] | None = None,
         allowed_hosts: Iterable[str] = (),
         allow_missing: bool = True,
+        any_port_hosts: Iterable[str] = (),
     ) -> OriginPolicy:
-        """A policy from WS4REDIS_ALLOWED_ORIGINS, ALLOWED_HOSTS and
-        WS4REDIS_ALLOW_MISSING_ORIGIN.
+        """A policy from WS4REDIS_ALLOWED_ORIGINS, the allowed hosts and
+        WS4REDIS_ALLOW_MISSING_ORIGIN; ``any_port_hosts``: hosts whose pages are allowed on
+        any scheme and port (loopback names with the development defaults).
 
         Raises:
             ImproperlyConfigured: an allowed origin is not ``scheme://host[:port]`` or ``*``.
@@ -139,15 +118,17 @@ class OriginPolicy:
             origins=frozenset(origins),
             any_origin="*" in entries,
             allowed_hosts=tuple(allowed_hosts),
+            any_port_hosts=tuple(any_port_hosts),
             allow_missing=allow_missing,
         )
 
-    def refusal(self, origin: str | None, host: str | None) -> str | None:
+    def refusal(self, origin: str | None, host: str | None, scheme: str = "http") -> str | None:
         """Why a handshake with this ``Origin`` and ``Host`` is refused; None if it is allowed.
 
         Args:
             origin: the Origin header, None when the request has none.
             host: the Host header (or the forwarded host the application trusts), or None.
+            scheme: ``https`` when the request reached the site over TLS, else ``http``.
         """
         if origin is None:
             if self.allow_missing:
@@ -158,14 +139,25 @@ class OriginPolicy:
         parsed = parse_origin(origin)
         if parsed is None:
             return f"origin {origin[:100]!r} is not allowed"
-        if parsed in self.origins or _is_same_host(parsed, host):
+        if parsed in self.origins or host_matches(parsed.host, self.any_port_hosts):
             return None
-        if host_matches(parsed.host, self.allowed_hosts):
+        if not _scheme_fits(parsed.scheme, scheme):
+            page = f"an {parsed.scheme} page for an {scheme} site"
+            return f"origin {str(parsed)!r} is not allowed: {page}"
+        if _is_site_origin(parsed, host, self.allowed_hosts):
             return None
         return f"origin {str(parsed)!r} is not allowed"
 
 
-def _is_same_host(origin: Origin, host: str | None) -> bool:
+def _scheme_fits(origin_scheme: str, request_scheme: str) -> bool:
+    # Over TLS, only pages served over TLS; otherwise any (an https page reaching an http
+    # request went through a TLS-terminating proxy).
+    if request_scheme == "https":
+        return origin_scheme in ("https", "wss")
+    return True
+
+
+def _is_site_origin(origin: Origin, host: str | None, allowed_hosts: tuple[str, ...]) -> bool:
     split = split_host(host) if host else None
     if split is None:
         return False
@@ -173,4 +165,6 @@ def _is_same_host(origin: Origin, host: str | None) -> bool:
     # A Host without a port stands for the default port of the scheme the page used.
     if port is None:
         port = DEFAULT_PORTS.get(origin.scheme)
-    return (domain, port) == (origin.host, origin.port)
+    if origin.port != port:
+        return False
+    return origin.host == domain or host_matches(origin.host, allowed_hosts)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .exceptions import ImproperlyConfigured
+from .hosts import check_host_list
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 
@@ -42,6 +43,7 @@ class Settings:
     publish_burst: int = 100
     check_origin: bool = True
     allowed_origins: tuple[str, ...] | list[str] | None = None
+    allowed_hosts: tuple[str, ...] | list[str] | None = None
     allow_missing_origin: bool = True
     max_connections: int | None = 10000
     handshake_timeout: float | None = 10.0
@@ -78,6 +80,8 @@ class Settings:
             raise ImproperlyConfigured(
                 "WS4REDIS_FACILITIES: a list of facility names or patterns ('chat-*'), or None"
             )
+        if self.allowed_hosts is not None:
+            check_host_list("WS4REDIS_ALLOWED_HOSTS", self.allowed_hosts)
         if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
             raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
 

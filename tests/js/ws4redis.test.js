@@ -330,6 +330,27 @@ describe("module formats", () => {
     ], { encoding: "utf8" });
     assert.equal(output.trim(), "number");
   });
+
+  test("as an ES module, it parses group labels with spaces too", () => {
+    const mjs = pathToFileURL(path.join(STATIC, "ws4redis.mjs")).href;
+    const code = `import WS4Redis from ${JSON.stringify(mjs)};
+      let socket = null;
+      class FakeWebSocket { constructor(url) { socket = this; } send() {} close() {} }
+      const seen = [];
+      WS4Redis({ uri: "ws://x/ws/f?subscribe-group", recover: true, WebSocket: FakeWebSocket,
+                 receive_message: (data, meta) => seen.push([data, meta.label, meta.position]) });
+      socket.onopen();
+      socket.onmessage({ data: "group:my team e1:2-0\\nhi there" });
+      socket.onmessage({ data: "group:my%20team e1:3-0\\nagain" });
+      console.log(JSON.stringify(seen));`;
+    const output = execFileSync(process.execPath, [
+      "--experimental-default-type=module", "--no-warnings", "--input-type=module", "-e", code,
+    ], { encoding: "utf8" });
+    assert.deepEqual(JSON.parse(output), [
+      ["hi there", "group:my team", "e1:2-0"],
+      ["again", "group:my%20team", "e1:3-0"],
+    ]);
+  });
 });
 
 describe("recovery", () => {
@@ -383,6 +404,41 @@ describe("recovery", () => {
     FakeWebSocket.last.receive("!resync *");
     assert.deepEqual(client.get_positions(), {});
     assert.deepEqual(resyncs, ["broadcast", "*"]);
+  });
+
+  test("group labels with spaces: the server encodes them, positions and since follow", (t) => {
+    const { client, received, resyncs } = recoveringClient(t);
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive("group:my%20team e2:7-1\nhello world\nsecond line");
+    assert.deepEqual(received, [
+      ["hello world\nsecond line", { label: "group:my%20team", position: "e2:7-1" }],
+    ]);
+    assert.equal(decodeURIComponent(received[0][1].label.slice(6)), "my team");
+    FakeWebSocket.last.closed(1006);
+    t.mock.timers.tick(30000);
+    assert.equal(
+      FakeWebSocket.last.url,
+      URI + "&recover&since=" + encodeURIComponent("group:my%20team@e2:7-1"),
+    );
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive("!resync group:my%20team");
+    assert.deepEqual(client.get_positions(), {});
+    assert.deepEqual(resyncs, ["group:my%20team"]);
+  });
+
+  test("the position is the head's last word, whatever spaces the label holds", (t) => {
+    // A server that does not encode labels (before 2026-12) sent "group:my team POSITION".
+    const { client, received } = recoveringClient(t);
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive("group:my team e2:8-0\npayload with spaces");
+    assert.deepEqual(received, [
+      ["payload with spaces", { label: "group:my team", position: "e2:8-0" }],
+    ]);
+    assert.deepEqual(client.get_positions(), { "group:my team": "e2:8-0" });
+    const frame = new Uint8Array([...Buffer.from("group:a b c e3:1-0\n"), 0xff, 0x20]);
+    FakeWebSocket.last.receive(frame.buffer);
+    assert.deepEqual(received[1][1], { label: "group:a b c", position: "e3:1-0" });
+    assert.deepEqual([...new Uint8Array(received[1][0])], [0xff, 0x20]);
   });
 
   test("binary payloads keep their bytes after the header", (t) => {

@@ -40,7 +40,10 @@
  *                          WS4REDIS_HISTORY): the client remembers the position of the last
  *                          message of each channel and, after a reconnection, the server sends
  *                          exactly the messages missed meanwhile. receive_message then gets a
- *                          second argument {label, position}.
+ *                          second argument {label, position}. A label is "broadcast",
+ *                          "user", "session" or "group:NAME", NAME with "%", spaces and
+ *                          control characters percent-encoded ("group:my%20team"):
+ *                          decodeURIComponent(label.slice(6)) gives the group's name.
  *   resync(label)          called when the server cannot recover a channel ("*": all of them,
  *                          after it lost its Redis connection): reload that state another way
  *
@@ -190,7 +193,9 @@
         notify("receive_message", data, { label: null, position: null });
         return;
       }
-      var space = tagged.head.indexOf(" ");
+      // The position is the head's last word: it never holds a space, and the server encodes
+      // the spaces of group names in labels ("group:my%20team").
+      var space = tagged.head.lastIndexOf(" ");
       var label = tagged.head.slice(0, space);
       var position = tagged.head.slice(space + 1);
       if (position !== "-") {
