@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from ws4redis_gevent import settings as settings_module
 from ws4redis_gevent.exceptions import ImproperlyConfigured
 from ws4redis_gevent.settings import (
     Settings,
@@ -274,4 +273,3 @@ def test_module_does_not_import_django() -> None:
     """Loading settings without Django in use does not import Django."""
     load()
     assert "django.conf" not in sys.modules
-    assert settings_module.django_options() == {}

@@ -15,6 +15,10 @@ class Ws4RedisConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_in
 
+        from .django_adapter import install_django
+
+        install_django()  # the core reads Django's settings, sessions and hosts through it
+
         user_logged_in.connect(_remember_identity, dispatch_uid="ws4redis_gevent.login")
 
         from .checks import register_checks

@@ -11,13 +11,13 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
-import sys
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
 import redis
 
+from . import integration
 from . import settings as settings_module
 from .backends import Backend, select_backend
 from .channels import ECHO_FLAG, RECOVER_FLAG, parse_flags, parse_since
@@ -56,21 +56,20 @@ class WebsocketMiddleware:
         self.prefix = self.settings.websocket_url
         self.allowed_channels = settings_module.resolve(self.settings.allowed_channels)
         self.subscriber_class = settings_module.resolve(self.settings.subscriber)
-        self.uses_django = _django_configured()
+        # A framework's adapter (Django's, installed by its app) hands over its parts here.
+        framework = integration.current()
+        self.uses_django = framework is not None and framework.name == "django"
         self.process_request = settings_module.resolve(self.settings.process_request)
-        self.make_request: Callable[[dict[str, Any], str], Any] | None = None
-        self.close_connections: Callable[[], None] | None = None
-        if self.uses_django:
-            from . import django_request
-
-            self.make_request = django_request.make_request
-            self.close_connections = django_request.close_database_connections
-            if self.process_request is None:
-                self.process_request = django_request.process_request
+        self.make_request = framework.make_request if framework else None
+        self.close_connections = framework.close_connections if framework else None
+        if self.process_request is None and framework is not None:
+            self.process_request = framework.process_request
+        self.permission_denied = framework.permission_denied if framework else ()
         self.facilities = _facility_matcher(self.settings.facilities)
         on_connection_lost(announce_resync)
-        self.host_policy = _host_policy(self.settings, self.uses_django)
-        self.origin_policy = _origin_policy(self.settings, self.host_policy, self.uses_django)
+        self.host_policy = _host_policy(self.settings, framework)
+        uses_framework_hosts = framework is not None and framework.host_policy is not None
+        self.origin_policy = _origin_policy(self.settings, self.host_policy, uses_framework_hosts)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -207,7 +206,7 @@ class WebsocketMiddleware:
         except HandshakeError:
             raise
         except Exception as exc:
-            if _is_permission_denied(exc):
+            if isinstance(exc, self.permission_denied):
                 raise PermissionDenied(str(exc) or "forbidden") from exc
             raise
 
@@ -314,24 +313,24 @@ def _too_many() -> ServiceUnavailable:
     return ServiceUnavailable("too many websockets on this worker, try again later")
 
 
-def _host_policy(settings: settings_module.Settings, uses_django: bool) -> HostPolicy:
-    if uses_django:
-        from .django_hosts import host_policy
-
-        return host_policy(settings.allowed_hosts)
+def _host_policy(
+    settings: settings_module.Settings, framework: integration.Integration | None
+) -> HostPolicy:
+    if framework is not None and framework.host_policy is not None:
+        return framework.host_policy(settings.allowed_hosts)
     if settings.allowed_hosts is None:
         return HostPolicy(LOOPBACK_HOSTS)
     return HostPolicy(tuple(settings.allowed_hosts))
 
 
 def _origin_policy(
-    settings: settings_module.Settings, hosts: HostPolicy, uses_django: bool
+    settings: settings_module.Settings, hosts: HostPolicy, framework_hosts: bool
 ) -> OriginPolicy | None:
     if not settings.check_origin:
         return None
     # The plain-WSGI default (loopback names) admits Host names, not other origins: a page on
     # localhost may use its own host's websockets only, as before there were allowed hosts.
-    chosen = uses_django or settings.allowed_hosts is not None
+    chosen = framework_hosts or settings.allowed_hosts is not None
     # On a development server the pages of other local servers (a front-end's dev server on
     # another port) may use its websockets.
     return OriginPolicy.build(
@@ -340,18 +339,3 @@ def _origin_policy(
         settings.allow_missing_origin,
         any_port_hosts=LOOPBACK_HOSTS if hosts.development else (),
     )
-
-
-def _django_configured() -> bool:
-    if "django.conf" not in sys.modules:
-        return False
-    from django.conf import settings
-
-    return bool(settings.configured)
-
-
-def _is_permission_denied(exc: Exception) -> bool:
-    # Django's PermissionDenied, recognised without importing Django: if Django was never
-    # imported, no callback can have raised it.
-    django_exceptions = sys.modules.get("django.core.exceptions")
-    return django_exceptions is not None and isinstance(exc, django_exceptions.PermissionDenied)

@@ -1,4 +1,4 @@
-"""Settings: defaults, Django settings (when configured) and keyword options, in that order.
+"""Settings: defaults, the framework's settings (Django's, see integration.py), then options.
 
 Settings are read when a middleware or publisher is built, never at import, so Django's
 ``override_settings`` works. A plain WSGI app passes options to ``WebsocketMiddleware`` or calls
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from . import integration
 from .exceptions import ImproperlyConfigured
 from .hosts import check_host_list
 
@@ -126,25 +126,12 @@ def reset() -> None:
     _configured.clear()
 
 
-def django_options() -> dict[str, Any]:
-    """The options set in Django's settings, when Django is in use and configured."""
-    if "django.conf" not in sys.modules:
-        return {}
-    from django.conf import settings as django_settings
-
-    if not django_settings.configured:
-        return {}
-    options = {}
-    for option in fields(Settings):
-        name = django_name(option.name)
-        if hasattr(django_settings, name):
-            options[option.name] = getattr(django_settings, name)
-    return options
-
-
 def load(**options: Any) -> Settings:
-    """Build the settings now: defaults, then Django's, then configure()'s, then ``options``."""
-    return Settings().replace(**{**django_options(), **_configured, **options})
+    """Build the settings now: defaults, then the framework's (Django's, through its adapter),
+    then configure()'s, then ``options``."""
+    adapter = integration.current()
+    framework = adapter.options() if adapter is not None else {}
+    return Settings().replace(**{**framework, **_configured, **options})
 
 
 def import_string(dotted_path: str) -> Any:
