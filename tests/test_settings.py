@@ -32,13 +32,20 @@ def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def django_settings(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
-    """A stand-in for a configured ``django.conf.settings``."""
+def django_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespace]:
+    """A stand-in for a configured ``django.conf.settings``, read through the Django adapter
+    (installed as the Django app's ready() installs it)."""
+    from ws4redis_gevent import django_adapter, integration
+
     fake = types.SimpleNamespace(configured=True)
-    module = types.ModuleType("django.conf")
-    module.settings = fake  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "django.conf", module)
-    return fake
+    monkeypatch.setattr(django_adapter, "django_settings", fake)
+    previous = integration.current()
+    integration.install(django_adapter.DJANGO)
+    yield fake
+    if previous is None:
+        integration.uninstall()
+    else:
+        integration.install(previous)
 
 
 def test_defaults_match_ws4redis() -> None:
