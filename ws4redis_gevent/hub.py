@@ -226,6 +226,10 @@ class Hub:
             # burst, so that the first messages leave before the whole burst is dispatched.
             if message is None or batched >= FLUSH_EVERY:
                 self._flush()
+                if batched >= FLUSH_EVERY:
+                    # Redis may keep the buffer full for ever (a publish flood): let the other
+                    # greenlets (writers, readers, HTTP requests) run between batches.
+                    gevent.sleep(0)
                 batched = 0
             if message is None:
                 # A finite timeout: redis-py 8's get_message(timeout=None) fails before the
