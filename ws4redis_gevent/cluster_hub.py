@@ -27,6 +27,7 @@ from redis.crc import key_slot
 
 from .exceptions import ServiceUnavailable
 from .hub import Hub, Sink
+from .keys import loggable
 
 logger = logging.getLogger("ws4redis_gevent.hub")
 
@@ -230,7 +231,7 @@ class ClusterHub:
         return shard
 
     def _evicted(self, channel: bytes) -> None:
-        logger.info("shard dropped channel %r (its slot moved): following it", channel)
+        logger.info("shard dropped channel %r (its slot moved): following it", loggable(channel))
         self._suspect("")
 
     def _suspect(self, name: str) -> None:
@@ -281,7 +282,7 @@ class ClusterHub:
                 for sink in sinks:
                     new.subscribe([channel], sink)
             except ServiceUnavailable as exc:
-                logger.warning("cannot move %r to shard %s yet (%s)", channel, owner, exc)
+                logger.warning("cannot move %r to shard %s yet (%s)", loggable(channel), owner, exc)
                 continue
             # Subscribing yielded: websockets may have left meanwhile (from the old shard).
             staying = self._sinks.get(channel, set())
@@ -293,7 +294,7 @@ class ClusterHub:
             if staying:
                 self._placed[channel] = owner
             self.moves += 1
-            logger.info("channel %r moved from shard %s to %s", channel, name, owner)
+            logger.info("channel %r moved from shard %s to %s", loggable(channel), name, owner)
         for name, shard in list(self._shards.items()):
             if not shard.channels:
                 self._retire(name)

@@ -29,7 +29,7 @@ import redis
 
 from .envelope import HISTORY as ENVELOPE
 from .envelope import MalformedEnvelope, is_history, open_history, unwrap
-from .keys import EPOCH_SUFFIX, HISTORY_SUFFIX, epoch_key, history_key, stamp_key
+from .keys import EPOCH_SUFFIX, HISTORY_SUFFIX, epoch_key, history_key, loggable, stamp_key
 
 logger = logging.getLogger("ws4redis_gevent.history")
 
@@ -158,7 +158,7 @@ def recover(client: redis.Redis, channel: str, position: str) -> Recovery:
     try:
         return Recovery(_entries(current_epoch, entries))
     except (KeyError, MalformedEnvelope) as exc:
-        logger.warning("history of %r unreadable (%s): resync", channel, exc)
+        logger.warning("history of %r unreadable (%s): resync", loggable(channel), exc)
         return Recovery([], resync=True)
 
 
@@ -180,7 +180,7 @@ def latest(client: redis.Redis, channel: str) -> tuple[bytes, bytes, bool | None
             return None
         return _entries(epoch, entries[:1])[0]
     except (redis.ResponseError, KeyError, MalformedEnvelope) as exc:
-        logger.warning("history of %r unreadable (%s)", channel, exc)
+        logger.warning("history of %r unreadable (%s)", loggable(channel), exc)
         return None
 
 

@@ -20,6 +20,7 @@ import redis
 
 from .envelope import MalformedEnvelope, is_history, open_history, unwrap
 from .exceptions import ServiceUnavailable
+from .keys import loggable
 from .outgoing import Outgoing
 
 logger = logging.getLogger("ws4redis_gevent.hub")
@@ -169,7 +170,9 @@ class Hub:
             except (redis.RedisError, OSError):
                 # Redis is away: the reader unsubscribes again when the resubscription after
                 # the reconnect confirms a channel that has no route.
-                logger.debug("unsubscribe deferred until Redis is back: %r", released)
+                logger.debug(
+                    "unsubscribe deferred until Redis is back: %r", [loggable(c) for c in released]
+                )
 
     def subscribers(self, channel: bytes) -> int:
         """How many sinks receive ``channel`` in this process."""
@@ -285,7 +288,10 @@ class Hub:
         self.malformed += 1
         if self.malformed in _LOG_MALFORMED or self.malformed % 1000 == 0:
             logger.warning(
-                "dropped a malformed message on %r (%s; %d so far)", channel, exc, self.malformed
+                "dropped a malformed message on %r (%s; %d so far)",
+                loggable(channel),
+                exc,
+                self.malformed,
             )
         for sink in sinks:
             if sink.resync_channel(channel):

@@ -103,6 +103,18 @@ def is_internal(key: str) -> bool:
     return key.endswith(INTERNAL_SUFFIXES)
 
 
+def loggable(channel: str | bytes) -> str:
+    """``channel`` as it may appear in a log: a session channel's key (a credential) hidden.
+
+    A channel ends with ``AUDIENCE:NAME:FACILITY`` (quoted parts hold no ``:``), so the part
+    before the name tells a session channel, whatever the prefix."""
+    text = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else channel
+    parts = text.split(":")
+    if len(parts) >= 3 and parts[-3] == "session":
+        parts[-2] = "***"
+    return ":".join(parts)
+
+
 def check_facility(facility: str, max_length: int = DEFAULT_MAX_FACILITY_LENGTH) -> None:
     """Refuse a facility that no channel may carry.
 

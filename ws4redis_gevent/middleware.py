@@ -26,7 +26,7 @@ from .handshake import check_handshake
 from .hosts import LOOPBACK_HOSTS, HostPolicy
 from .hubs import on_connection_lost
 from .identity import WebsocketRequest
-from .keys import InvalidName, check_facility
+from .keys import InvalidName, check_facility, loggable
 from .origin import OriginPolicy
 from .relay import Outbox, Relay, announce_resync
 from .subscriber import RedisSubscriber
@@ -241,7 +241,8 @@ class WebsocketMiddleware:
             subscribed=subscriber.subscribed_channels,
         )
         if logger.isEnabledFor(logging.INFO):
-            logger.info("WEBSOCKET %s connected %s", request.path, list(subscriber.plan.subscribe))
+            channels = [loggable(channel) for channel in subscriber.plan.subscribe]
+            logger.info("WEBSOCKET %s connected %s", request.path, channels)
         path = request.path  # the request itself is not kept
 
         def ended() -> None:

@@ -23,7 +23,7 @@ from .connection import make_pool, parse_connection, shared_cluster
 from .envelope import MalformedEnvelope, is_utf8, unwrap, wrap
 from .history import HistoryPublisher, history_config
 from .identity import identity_from_request
-from .keys import AUDIENCES, STAMP_SUFFIX, audience_channels, stamp_key
+from .keys import AUDIENCES, STAMP_SUFFIX, audience_channels, loggable, stamp_key
 from .settings import Settings
 
 logger = logging.getLogger("ws4redis_gevent")
@@ -263,7 +263,7 @@ def read_stored(
             rank = int(when) if when else -1
             found.append((rank, channel, unwrap(cast(bytes, message))))
         except (ValueError, MalformedEnvelope) as exc:
-            logger.warning("ignored the stored message of %r: %s", channel, exc)
+            logger.warning("ignored the stored message of %r: %s", loggable(channel), exc)
     return found
 
 
