@@ -138,8 +138,11 @@ class Recovery:
         return self.entries[-1][0] if self.entries else None
 
 
-def recover(client: redis.Redis, channel: str, position: str) -> Recovery:
-    """The entries of ``channel`` after ``position`` (``EPOCH:ID``), or a resync verdict."""
+def recover(client: redis.Redis, channel: str, position: str, limit: int | None = None) -> Recovery:
+    """The entries of ``channel`` after ``position`` (``EPOCH:ID``), or a resync verdict.
+
+    More than ``limit`` entries are a resync too: a handshake never reads or queues more than
+    a websocket may have pending (the client reloads the channel's state instead)."""
     epoch, _, since = position.partition(":")
     if not _STREAM_ID.match(since):
         return Recovery([], resync=True)  # not a position this library gave out
@@ -147,7 +150,8 @@ def recover(client: redis.Redis, channel: str, position: str) -> Recovery:
     with client.pipeline(transaction=True) as pipe:
         pipe.get(epoch_key(channel))
         pipe.xrange(stream, since, since) if since else pipe.exists(stream)
-        pipe.xrange(stream, "(" + since if since else "-", "+")
+        count = None if limit is None else limit + 1
+        pipe.xrange(stream, "(" + since if since else "-", "+", count=count)
         try:
             current_epoch, anchor, entries = pipe.execute()
         except redis.ResponseError:  # a malformed ID from the client, or a key of another type
@@ -155,6 +159,8 @@ def recover(client: redis.Redis, channel: str, position: str) -> Recovery:
     if current_epoch is None or current_epoch != epoch.encode() or not anchor:
         # The history was lost, started again, or trimmed past the client's position.
         return Recovery([], resync=True)
+    if limit is not None and len(entries) > limit:
+        return Recovery([], resync=True)  # more than the websocket may have pending
     try:
         return Recovery(_entries(current_epoch, entries))
     except (KeyError, MalformedEnvelope) as exc:

@@ -108,7 +108,8 @@ class RedisSubscriber(RedisStore):
                 newest = latest(self._connection, channel)
                 entries = [newest] if newest else []
             else:
-                recovered = recover(self._connection, channel, position)
+                budget = max(self.settings.max_pending_messages - len(messages), 0)
+                recovered = recover(self._connection, channel, position, budget)
                 if recovered.resync:
                     messages.append(Outgoing(b"!resync " + label.encode()))
                     continue
