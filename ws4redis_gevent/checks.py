@@ -181,27 +181,31 @@ def _abuse_warnings(current: settings_module.Settings) -> list[CheckMessage]:
 
 def _redis_growth_warnings(current: settings_module.Settings) -> list[CheckMessage]:
     # Every facility name a client makes up can leave keys in Redis: a stored message (with
-    # publish flags), a history stream. WS4REDIS_FACILITIES bounds the names.
-    if current.facilities is not None:
+    # publish flags), a history stream. WS4REDIS_FACILITIES bounds the names when it lists
+    # names only: a pattern ("room-*") lets clients invent as many as they like.
+    if current.facilities is not None and not any(
+        char in name for name in current.facilities for char in "*?["
+    ):
         return []
     warnings: list[CheckMessage] = []
     if current.allowed_channels is None and current.expire > 0:
         warnings.append(
             CheckWarning(
-                "WS4REDIS_FACILITIES is not set and clients may publish: every facility name a "
-                f"client makes up keeps a stored message of up to {current.max_message_size} "
-                f"bytes in Redis for {current.expire} s, so Redis grows with the names clients "
-                "invent.",
-                hint="List the facilities (or patterns such as 'room-*') in "
-                "WS4REDIS_FACILITIES, or restrict publishing with WS4REDIS_ALLOWED_CHANNELS.",
+                "WS4REDIS_FACILITIES is not set (or has patterns) and clients may publish: "
+                "every facility name a client makes up keeps a stored message of up to "
+                f"{current.max_message_size} bytes in Redis for {current.expire} s, so Redis "
+                "grows with the names clients invent.",
+                hint="List the facilities by name in WS4REDIS_FACILITIES, or restrict "
+                "publishing with WS4REDIS_ALLOWED_CHANNELS.",
                 id="ws4redis_gevent.W010",
             )
         )
     if current.history and "*" in current.history:
         warnings.append(
             CheckWarning(
-                "WS4REDIS_HISTORY has '*' and WS4REDIS_FACILITIES is not set: every facility "
-                "name a client makes up can get a history stream in Redis.",
+                "WS4REDIS_HISTORY has '*' and WS4REDIS_FACILITIES is not set (or has "
+                "patterns): every facility name a client makes up can get a history stream "
+                "in Redis.",
                 hint="Name the facilities that keep history, or set WS4REDIS_FACILITIES.",
                 id="ws4redis_gevent.W011",
             )
