@@ -99,8 +99,16 @@ def epoch_key(channel: str) -> str:
 
 
 def is_internal(key: str) -> bool:
-    """Whether ``key`` is one of this library's internal keys (not a channel)."""
-    return key.endswith(INTERNAL_SUFFIXES)
+    """Whether ``key`` is one of this library's internal keys (not a channel).
+
+    The suffix alone does not tell: a facility (or user) may be named ``@history``, and
+    ``broadcast:@history`` is a channel. An internal key is a whole channel plus the suffix."""
+    if not key.endswith(INTERNAL_SUFFIXES):
+        return False
+    parts = key.rpartition(":")[0].split(":")
+    if len(parts) >= 2 and parts[-2] == "broadcast":
+        return True
+    return len(parts) >= 3 and parts[-3] in AUDIENCES[1:]
 
 
 def loggable(channel: str | bytes) -> str:
