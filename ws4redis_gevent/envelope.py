@@ -67,7 +67,10 @@ def unwrap(data: bytes) -> tuple[bytes, bool | None]:
     if data[:1] != b"\x00":
         return data, None
     if data.startswith(TEXT):
-        return data[len(TEXT) :], False
+        payload = data[len(TEXT) :]
+        if not is_utf8(payload):  # never from our publishers; a text frame must be UTF-8
+            raise MalformedEnvelope("typed text that is not UTF-8")
+        return payload, False
     if data.startswith(BINARY):
         return data[len(BINARY) :], True
     if data.startswith(MARK):
