@@ -17,6 +17,7 @@ from django.db.backends.signals import connection_created
 from greenlet import getcurrent
 
 from .channels import SESSION_GROUPS_KEY, SESSION_USERNAME_KEY
+from .identity import parse_cookies
 
 
 class CallableBool:
@@ -80,7 +81,11 @@ def make_request(environ: dict[str, Any], facility: str) -> WSGIRequest:
 def process_request(request: WSGIRequest) -> None:
     """Default WS4REDIS_PROCESS_REQUEST under Django: attach ``session`` and ``user``."""
     engine = _session_engine(settings.SESSION_ENGINE)
-    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    # Read with our linear parser, not request.COOKIES: Django's parse_cookie unquotes with
+    # http.cookies, quadratic before Python 3.11.10 / 3.12.6 (CVE-2024-7592).
+    session_key = parse_cookies(request.META.get("HTTP_COOKIE", "")).get(
+        settings.SESSION_COOKIE_NAME
+    )
     session = engine.SessionStore(session_key)
     if session_key is not None:
         session.keys()  # load it now: an unknown or forged key must not count as a session
