@@ -103,14 +103,21 @@ def process_request_verifying_user(request: WSGIRequest) -> None:
     the session's backend, which refuses inactive users (``ModelBackend``), and the session's
     auth hash is checked (a password change ends the session). A user refused is anonymous on
     this websocket: the user and group flags are dropped (or refused by
-    WS4REDIS_ALLOWED_CHANNELS). Group names still come from the session.
+    WS4REDIS_ALLOWED_CHANNELS). Group names are read from the database too (one more query),
+    so a member removed from a group loses its channels at the next handshake.
     """
     process_request(request)
-    if request.user.is_authenticated and not _user_still_counts(request.session):
+    if not request.user.is_authenticated:
+        return
+    user = _current_user(request.session)
+    if user is None:
         request.user = SessionUser(None, [])  # type: ignore[assignment]
+        return
+    groups = [str(name) for name in user.groups.values_list("name", flat=True)]
+    request.user = SessionUser(user.get_username(), groups, user.pk)  # type: ignore[assignment]
 
 
-def _user_still_counts(session: Any) -> bool:
+def _current_user(session: Any) -> Any:
     # django.contrib.auth.get_user's checks, without its side effects: a handshake cannot hand
     # the browser a new session cookie, so the session is neither flushed nor cycled here.
     from django.contrib.auth import (
@@ -123,21 +130,22 @@ def _user_still_counts(session: Any) -> bool:
     from django.core.exceptions import ValidationError
     from django.utils.crypto import constant_time_compare
 
+    # The user, when it still counts; None otherwise.
     try:
         user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
         backend_path = session[BACKEND_SESSION_KEY]
     except (KeyError, ValidationError):
-        return False
+        return None
     if backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return False
+        return None
     user = load_backend(backend_path).get_user(user_id)  # None for inactive users
-    if user is None:
-        return False
-    if not hasattr(user, "get_session_auth_hash"):
-        return True
+    if user is None or not hasattr(user, "get_session_auth_hash"):
+        return user
     session_hash = session.get(HASH_SESSION_KEY)
     hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
-    return bool(session_hash) and any(constant_time_compare(session_hash, h) for h in hashes)
+    if session_hash and any(constant_time_compare(session_hash, h) for h in hashes):
+        return user
+    return None
 
 
 _engines: dict[str, Any] = {}

@@ -80,7 +80,12 @@ def identity_from_request(request: Any) -> Identity:
     groups: tuple[str, ...] = ()
     if user is not None and is_authenticated(user):
         username = str(user.get_username()) or None
-        if session is not None and (isinstance(session, Mapping) or hasattr(session, "get")):
+        # A user object may carry its group names (``group_names``, as the verifying
+        # process_request reads them from the database); else the session's, kept at login.
+        names = getattr(user, "group_names", None)
+        if names is not None:
+            groups = tuple(str(g) for g in names)
+        elif session is not None and (isinstance(session, Mapping) or hasattr(session, "get")):
             groups = tuple(str(g) for g in (session.get(SESSION_GROUPS_KEY) or ()))
     session_key = getattr(session, "session_key", None) if session is not None else None
     return Identity(user=username, groups=groups, session_key=session_key or None)
