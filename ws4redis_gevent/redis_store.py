@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import redis
@@ -89,6 +89,8 @@ def connection_pool(connection: dict[str, Any] | str) -> redis.ConnectionPool:
     Raises:
         ImproperlyConfigured: for a Redis Cluster, which has one pool per node.
     """
+    if _substitute is not None:
+        return _substitute(connection).connection_pool
     key = (os.getpid(), _connection_key(connection))
     pool = _pools.get(key)
     if pool is None:
@@ -119,6 +121,8 @@ def redis_client(connection: dict[str, Any] | str) -> redis.Redis:
     On a Redis Cluster, the process's ``ShardedRedisCluster`` instead: it publishes with
     SPUBLISH and has the methods RedisStore uses (pipeline, set, mget).
     """
+    if _substitute is not None:
+        return _substitute(connection)
     if parse_connection(connection).cluster:
         return cast(redis.Redis, shared_cluster(connection))
     return redis.Redis(connection_pool=connection_pool(connection))
@@ -130,10 +134,31 @@ def stamp() -> bytes:
 
 _clients: dict[tuple[int, str], redis.Redis] = {}
 
+ClientFactory = Callable[[Any], redis.Redis]
+_substitute: ClientFactory | None = None
+
+
+def substitute_clients(factory: ClientFactory | None) -> ClientFactory | None:
+    """Have ``factory(connection)`` make every Redis client of this process; None: real ones.
+
+    The seam of the test tools (``ws4redis_gevent.testing.capture``): while a factory is set,
+    publishers, subscribers, hubs and ``redis_client()`` get its client, whatever
+    WS4REDIS_CONNECTION says, so that no test reaches a Redis it was not given.
+
+    Returns:
+        The factory that was set before (to restore it).
+    """
+    global _substitute
+    previous, _substitute = _substitute, factory
+    return previous
+
+
 
 def _shared_client(connection: dict[str, Any] | str) -> redis.Redis:
     # Building a redis.Redis costs more than the rest of a websocket handshake; one per
     # process and connection settings is enough (it is safe to share between greenlets).
+    if _substitute is not None:
+        return _substitute(connection)
     key = (os.getpid(), repr(connection))
     client = _clients.get(key)
     if client is None:

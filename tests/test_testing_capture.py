@@ -1,0 +1,126 @@
+"""ws4redis_gevent.testing.capture: what code publishes, recorded with fakeredis, no server."""
+
+from __future__ import annotations
+
+import pytest
+from redis_server import execute
+
+from ws4redis_gevent import settings
+from ws4redis_gevent.publisher import RedisPublisher
+from ws4redis_gevent.redis_store import SELF, redis_client
+from ws4redis_gevent.testing import capture_publishes
+from ws4redis_gevent.testing.channel_names import ChannelName, parse_channel
+
+
+@pytest.fixture(autouse=True)
+def clean_settings():
+    settings.reset()
+    yield
+    settings.reset()
+
+
+class Request:
+    """A view's request, as identity_from_request reads it (no Django here)."""
+
+    def __init__(self, username: str, session_key: str) -> None:
+        self.user = type("User", (), {"is_authenticated": True, "username": username,
+                                      "get_username": lambda self: username,
+                                      "groups": None})()
+        self.session = type("Session", (), {"session_key": session_key})()
+
+
+def test_channels_payloads_types_and_expiry():
+    with capture_publishes() as published:
+        RedisPublisher(facility="chat", users=["john", "mary"]).publish_message("hi", expire=60)
+        RedisPublisher(facility="chat", broadcast=True).publish_message(b"\xff\x00", expire=0)
+        RedisPublisher(facility="news", groups=["staff"]).publish_message('{"n": 1}')
+    assert published.channels == [
+        "user:john:chat", "user:mary:chat", "broadcast:chat", "group:staff:news",
+    ]
+    john, mary, broadcast, staff = published.messages
+    assert (john.text, john.type, john.expire) == ("hi", "text", 60)
+    assert mary.text == "hi"
+    assert (broadcast.payload, broadcast.binary, broadcast.expire) == (b"\xff\x00", True, 0)
+    with pytest.raises(ValueError, match="binary"):
+        broadcast.text
+    assert staff.expire == 3600  # WS4REDIS_EXPIRE's default
+    assert published.json(group="staff") == [{"n": 1}]
+    assert published.texts(user="john") == ["hi"]
+    assert published.filter(facility="chat", audience="user") == [john, mary]
+    assert published.filter(broadcast=True) == [broadcast]
+    assert len(published) == 4
+
+
+def test_stored_messages_and_fetch_message():
+    """What is stored is what fetch_message returns, and what connecting websockets get."""
+    with capture_publishes() as published:
+        RedisPublisher(facility="chat", users=["john"]).publish_message("first", expire=60)
+        RedisPublisher(facility="chat", users=["john"]).publish_message("second", expire=60)
+        RedisPublisher(facility="chat", users=["mary"]).publish_message("gone", expire=0)
+        request = Request("john", "abc")
+        assert RedisPublisher().fetch_message(request, "chat") == b"second"
+        assert published.fetch_message(request, "chat", "user") == b"second"
+    assert published.stored("user:john:chat") == b"second"
+    assert published.ttl("user:john:chat") == 60
+    assert published.stored("user:mary:chat") is None
+    assert published.ttl("user:mary:chat") is None
+    assert published.fetch_message(Request("mary", "x"), "chat") is None
+
+
+def test_self_resolves_against_the_request():
+    with capture_publishes() as published:
+        publisher = RedisPublisher(
+            facility="chat", users=[SELF], sessions=[SELF], request=Request("john", "k1")
+        )
+        assert publisher.publish_message("me") == 0  # no websocket: nobody received it
+    assert published.channels == ["user:john:chat", "session:k1:chat"]
+
+
+def test_prefix_and_channel_names():
+    settings.configure(prefix="demo")
+    with capture_publishes() as published:
+        RedisPublisher(facility="chat", broadcast=True).publish_message("x")
+    assert published.messages[0].name == ChannelName("demo", "broadcast", None, "chat")
+    assert parse_channel("p:q:user:john:f") == ChannelName("p:q", "user", "john", "f")
+    with pytest.raises(ValueError):
+        parse_channel("nothing")
+
+
+def test_history_is_recorded_without_lua():
+    """A facility with WS4REDIS_HISTORY publishes through a Lua script: the capture records and
+    stores it all the same (fakeredis has no Lua)."""
+    settings.configure(history={"chat": {"size": 10, "ttl": 60}})
+    with capture_publishes() as published:
+        receivers = RedisPublisher(facility="chat", broadcast=True).publish_message("h", 30)
+    assert receivers == 0
+    assert [(m.channel, m.text, m.expire) for m in published] == [("broadcast:chat", "h", 30)]
+    assert published.stored("broadcast:chat") == b"h"
+
+
+def test_clear_and_stop():
+    capture = capture_publishes().start()
+    RedisPublisher(facility="a", broadcast=True).publish_message("x")
+    capture.clear()
+    assert capture.messages == [] and capture.stored("broadcast:a") is None
+    capture.stop()
+    capture.stop()  # twice is harmless
+    with pytest.raises(RuntimeError):
+        with capture:
+            capture.start()
+
+
+def test_never_reaches_the_configured_redis(redis_url, redis_server):
+    """With WS4REDIS_CONNECTION naming a real server, nothing reaches it while capturing: not
+    the publisher, not redis_client(), not a subscriber's pool."""
+    settings.configure(connection=redis_url)
+    clients_before = len(execute(redis_server, "CLIENT", "LIST").splitlines())
+    with capture_publishes() as published:
+        RedisPublisher(facility="chat", broadcast=True).publish_message("secret", expire=60)
+        redis_client(redis_url).set("direct", "1")
+        assert published.client.get("direct") == b"1"
+    assert execute(redis_server, "DBSIZE") == 0
+    assert len(execute(redis_server, "CLIENT", "LIST").splitlines()) == clients_before
+    assert published.texts(broadcast=True) == ["secret"]
+    # Afterwards the real server is used again.
+    RedisPublisher(facility="chat", broadcast=True).publish_message("real", expire=60)
+    assert execute(redis_server, "GET", "broadcast:chat") == b"real"
