@@ -166,6 +166,17 @@ def _shared_client(connection: dict[str, Any] | str) -> redis.Redis:
     return client
 
 
+def forget_connection(connection: dict[str, Any] | str) -> None:
+    """Close and forget this process's pool and client for ``connection`` (a server that is
+    gone for good, such as a test's embedded Redis)."""
+    pid = os.getpid()
+    client = _clients.pop((pid, repr(connection)), None)
+    pool = _pools.pop((pid, _connection_key(connection)), None)
+    for each in (client.connection_pool if client is not None else None, pool):
+        if each is not None:
+            each.disconnect()
+
+
 class RedisStore:
     """Base class of RedisPublisher and RedisSubscriber: the Redis connection and the channels."""
 
