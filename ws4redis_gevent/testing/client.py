@@ -321,12 +321,13 @@ class WebsocketClient:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         try:
             while True:
-                self._read_frame(deadline)
+                opcode, payload = self._read_frame(deadline)
+                if opcode == Opcode.CLOSE:
+                    close = Close.parse(payload) if payload else Close(CloseCode.NO_STATUS)
+                    self.close_received = close
+                    return close
         except WebsocketClosed as exc:
             return exc.close
-        except TimeoutError:
-            self._sock.close()
-            raise
         finally:
             self._sock.close()
 
