@@ -109,6 +109,7 @@ class WebsocketClient:
         self.close_received: Close | None = None
         self.positions: dict[str, str] = {}  # label -> last position seen (recovery)
         self.resyncs: list[str] = []  # labels the server told to resync
+        self.reconnections: list[WebsocketClient] = []
         self._buffer = b""
         self._sock = self._handshake()
 
@@ -359,12 +360,16 @@ class WebsocketClient:
         options = {"headers": self.headers, "heartbeat": self.heartbeat, "timeout": self.timeout}
         client = WebsocketClient(url, **{**options, **kwargs})
         client.positions = dict(self.positions)
+        self.reconnections.append(client)  # closed with this one by ``__exit__``
         return client
 
     def __enter__(self) -> WebsocketClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Close this websocket (unless closed), and those ``reconnect`` opened."""
+        for client in self.reconnections:
+            client.__exit__(*exc_info)
         if self.close_received is None:
             try:
                 self.close()

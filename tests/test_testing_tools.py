@@ -1,0 +1,122 @@
+"""ws4redis_gevent.testing as users run it: the pytest plugin and the Django test cases, each in
+a test run of its own (a subprocess: the live server monkey-patches the process it runs in).
+
+- a plain WSGI project (tests/testing_projects/plain) with the plugin's fixtures;
+- the demo site's own tests, with ``manage.py test`` and with pytest-django.
+
+In each, the project's settings name a "production" Redis (this suite's redis-server): the
+tools must never send it a single command unless the run opts in explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from redis_server import RedisServer, execute
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAIN = ROOT / "tests" / "testing_projects" / "plain"
+DEMO = ROOT / "demo_site"
+RUN_TIMEOUT = 240
+
+
+def run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "REDIS_URL"))}
+    result = subprocess.run(
+        command, cwd=cwd, env={**environ, **env}, capture_output=True, text=True,
+        timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    return result
+
+
+def commands_seen(server: RedisServer) -> set[str]:
+    """The commands the server ran since its statistics were reset (INFO and CONFIG aside)."""
+    stats = execute(server, "INFO", "commandstats").decode()
+    names = {line.split(":")[0].removeprefix("cmdstat_") for line in stats.splitlines()}
+    return {name.split("|")[0] for name in names if name and not name.startswith("#")} - {
+        "info", "config"
+    }
+
+
+@pytest.fixture
+def production(redis_url: str, redis_server: RedisServer) -> RedisServer:
+    """This suite's redis-server, standing for a production Redis, its statistics reset."""
+    execute(redis_server, "CONFIG", "RESETSTAT")
+    assert commands_seen(redis_server) == set()
+    return redis_server
+
+
+def test_plain_project_with_the_plugin(production):
+    result = run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        PLAIN, PRODUCTION_REDIS_URL=production.url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "10 passed" in result.stdout, result.stdout
+    assert commands_seen(production) == set(), "the tests reached the configured Redis"
+
+
+def test_plain_project_with_a_redis_given_explicitly(production):
+    """--ws4redis-redis-url opts in: then that Redis is used (and never flushed)."""
+    result = run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "flags",
+         f"--ws4redis-redis-url={production.url}"],
+        PLAIN,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout, result.stdout
+    seen = commands_seen(production)
+    assert {"publish", "subscribe"} <= seen, seen
+    assert "flushall" not in seen and "flushdb" not in seen
+
+
+def demo_env(production: RedisServer, tmp_path: Path) -> dict[str, str]:
+    # REDIS_URL makes the demo's settings set WS4REDIS_CONNECTION to it.
+    return {"REDIS_URL": production.url, "DEMO_DATABASE": str(tmp_path / "demo.sqlite3")}
+
+
+def test_demo_tests_with_manage_py_test(production, tmp_path):
+    result = run(
+        [sys.executable, "manage.py", "test", "chat", "--noinput"], DEMO,
+        **demo_env(production, tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Ran 8 tests" in result.stderr and "OK" in result.stderr, result.stderr
+    assert commands_seen(production) == set(), "the demo's tests reached its configured Redis"
+
+
+def test_demo_tests_with_pytest_django(production, tmp_path):
+    result = run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], DEMO,
+        **demo_env(production, tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "10 passed" in result.stdout, result.stdout
+    assert commands_seen(production) == set(), "the demo's tests reached its configured Redis"
+
+
+def test_the_plugin_is_registered_and_inert_in_this_run(pytestconfig):
+    """Our own run loads the plugin (entry point) and it changed nothing: nothing patched."""
+    from gevent import monkey
+
+    names = [ep.value for ep in entry_points(group="pytest11")]
+    assert "ws4redis_gevent.testing.pytest_plugin" in names
+    assert pytestconfig.pluginmanager.hasplugin("ws4redis_gevent")
+    assert not monkey.is_module_patched("socket")
+
+
+def test_importing_the_plugin_imports_no_django_gevent_or_fakeredis():
+    code = (
+        "import sys\n"
+        "import ws4redis_gevent.testing, ws4redis_gevent.testing.pytest_plugin\n"
+        "loaded = [m for m in ('django', 'gevent', 'fakeredis', 'redis') if m in sys.modules]\n"
+        "print(loaded)\n"
+    )
+    result = run([sys.executable, "-c", code], ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
