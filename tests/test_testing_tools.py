@@ -11,8 +11,10 @@ tools must never send it a single command unless the run opts in explicitly.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -120,3 +122,69 @@ def test_importing_the_plugin_imports_no_django_gevent_or_fakeredis():
     result = run([sys.executable, "-c", code], ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# --- docs/testing.rst: each sample marked ``.. tested-testing: NAME`` runs here ----------------
+
+TESTING_DOC = ROOT / "docs" / "testing.rst"
+
+
+def doc_sample(name: str) -> str:
+    """The code block of docs/testing.rst marked ``.. tested-testing: NAME``."""
+    text = TESTING_DOC.read_text(encoding="utf-8")
+    marker = f".. tested-testing: {name}\n"
+    assert text.count(marker) == 1, f"{marker.strip()!r}: {text.count(marker)} in the doc"
+    block = text.split(marker, 1)[1].split(".. code-block::", 1)[1].split("\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if line.strip() and not line.startswith("    "):
+            break
+        lines.append(line)
+    return textwrap.dedent("\n".join(lines)).strip() + "\n"
+
+
+def test_doc_samples_on_a_plain_project(production, tmp_path):
+    """The capture and client samples, in a copy of the plain project whose pytest.ini is the
+    doc's (naming the project's app), with the plain project's own options."""
+    project = tmp_path / "plain"
+    shutil.copytree(PLAIN, project, ignore=shutil.ignore_patterns("test_*.py", "__pycache__"))
+    ini = doc_sample("plain-ini").replace("myproject.wsgi:application", "app:application")
+    own = (PLAIN / "pytest.ini").read_text().split("\n", 2)[2]  # after [pytest] and the app
+    (project / "pytest.ini").write_text(ini + own)
+    (project / "test_doc_capture.py").write_text(doc_sample("capture-pytest"))
+    (project / "test_doc_client.py").write_text(doc_sample("client-recovery"))
+    result = run(
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider"], project,
+        PRODUCTION_REDIS_URL=production.url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test_notify PASSED" in result.stdout
+    assert "test_a_reconnecting_client_gets_what_it_missed PASSED" in result.stdout
+    assert commands_seen(production) == set()
+
+
+def test_doc_test_cases_with_manage_py_test(production, tmp_path):
+    tests = tmp_path / "doc_tests"
+    tests.mkdir()
+    (tests / "test_doc_capture_testcase.py").write_text(doc_sample("capture-testcase"))
+    (tests / "test_doc_live_testcase.py").write_text(doc_sample("live-testcase"))
+    result = run(
+        [sys.executable, "manage.py", "test", str(tests), "--noinput", "-v", "2"], DEMO,
+        **demo_env(production, tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Ran 3 tests" in result.stderr, result.stderr
+    assert commands_seen(production) == set()
+
+
+def test_doc_live_fixture_with_pytest_django(production, tmp_path):
+    sample = tmp_path / "test_doc_live_pytest.py"
+    sample.write_text(doc_sample("live-pytest"))
+    result = run(
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--rootdir", str(DEMO),
+         "-c", str(DEMO / "pytest.ini"), str(sample)],
+        DEMO, **demo_env(production, tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout, result.stdout
+    assert commands_seen(production) == set()
