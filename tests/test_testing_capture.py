@@ -42,7 +42,7 @@ def test_channels_payloads_types_and_expiry():
     assert mary.text == "hi"
     assert (broadcast.payload, broadcast.binary, broadcast.expire) == (b"\xff\x00", True, 0)
     with pytest.raises(ValueError, match="binary"):
-        broadcast.text
+        _ = broadcast.text
     assert staff.expire == 3600  # WS4REDIS_EXPIRE's default
     assert published.json(group="staff") == [{"n": 1}]
     assert published.texts(user="john") == ["hi"]
@@ -104,9 +104,8 @@ def test_clear_and_stop():
     assert capture.messages == [] and capture.stored("broadcast:a") is None
     capture.stop()
     capture.stop()  # twice is harmless
-    with pytest.raises(RuntimeError):
-        with capture:
-            capture.start()
+    with pytest.raises(RuntimeError), capture:
+        capture.start()
 
 
 def test_never_reaches_the_configured_redis(redis_url, redis_server):

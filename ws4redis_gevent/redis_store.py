@@ -153,7 +153,6 @@ def substitute_clients(factory: ClientFactory | None) -> ClientFactory | None:
     return previous
 
 
-
 def _shared_client(connection: dict[str, Any] | str) -> redis.Redis:
     # Building a redis.Redis costs more than the rest of a websocket handshake; one per
     # process and connection settings is enough (it is safe to share between greenlets).

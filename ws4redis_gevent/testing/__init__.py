@@ -33,7 +33,16 @@ _EXPORTS = {
     "LiveServer": "live",
     "RedisServer": "redis_server",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CapturedMessage",
+    "HandshakeRefused",
+    "LiveServer",
+    "PublishCapture",
+    "RedisServer",
+    "WebsocketClient",
+    "WebsocketClosed",
+    "capture_publishes",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -94,9 +94,7 @@ class _RecordingPipeline(Pipeline):
             if is_history_script(args):
                 # fakeredis has no Lua (without lupa): the history script's effects that a
                 # unit test can see (publish, store) are run as plain commands.
-                self.command_stack.extend(
-                    (command, {}) for command in unpack_history_eval(args)
-                )
+                self.command_stack.extend((command, {}) for command in unpack_history_eval(args))
             else:
                 self.command_stack.append((args, options))
         commands = [args for args, _ in self.command_stack]
@@ -254,7 +252,7 @@ class PublishCapture:
         """The payload stored as ``channel``'s last message (what websockets get when they
         connect), or None."""
         data = self.client.get(channel)
-        return None if data is None else decode_stored(data)[0]
+        return None if data is None else decode_stored(_bytes(data))[0]
 
     def ttl(self, channel: str) -> int | None:
         """Seconds before ``channel``'s stored message expires; None when none is stored."""

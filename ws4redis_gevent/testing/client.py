@@ -10,6 +10,7 @@ server's greenlets while it waits.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -263,10 +264,8 @@ class WebsocketClient:
 
     def _on_close(self, close: Close) -> None:
         self.close_received = close
-        try:
+        with contextlib.suppress(OSError):  # the server may have dropped the connection
             self._send_frame(Opcode.CLOSE, close.serialize() if close.code != 1005 else b"")
-        except OSError:
-            pass
         self._sock.close()
         raise WebsocketClosed(close)
 
@@ -311,10 +310,8 @@ class WebsocketClient:
         """Close the websocket and wait for the server's close frame; returns it."""
         if self.close_received is not None:
             return self.close_received
-        try:
+        with contextlib.suppress(OSError):  # already dropped: wait_closed reports 1006
             self._send_frame(Opcode.CLOSE, Close(code, reason).serialize())
-        except OSError:
-            pass
         return self.wait_closed()
 
     def wait_closed(self, timeout: float | None = None) -> Close:

@@ -188,7 +188,9 @@ class LiveWebsocketMixin:
         so ``self.client.force_login(user)`` opens the websocket as that user); closed at the
         end of the test."""
         client = client if client is not None else self.client  # type: ignore[attr-defined]
-        websocket = self.live_server.connect(path, cookies=client.cookies, timeout=timeout, **kwargs)
+        websocket = self.live_server.connect(
+            path, cookies=client.cookies, timeout=timeout, **kwargs
+        )
         self.addCleanup(websocket.__exit__, None, None, None)  # type: ignore[attr-defined]
         return websocket
 

@@ -75,9 +75,7 @@ class LiveServer:
         url: ``http://127.0.0.1:PORT``; ``ws_url`` the same with ``ws://``.
     """
 
-    def __init__(
-        self, app: WSGIApp, redis: RedisServer | None = None, **options: Any
-    ) -> None:
+    def __init__(self, app: WSGIApp, redis: RedisServer | None = None, **options: Any) -> None:
         self.app = app
         self.owns_redis = redis is None
         self.redis = redis or RedisServer()

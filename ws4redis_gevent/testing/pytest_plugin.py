@@ -65,9 +65,7 @@ def ws4redis_capture() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def ws4redis_redis(pytestconfig: pytest.Config) -> Iterator[Any]:
     """The live server's Redis: embedded, unless a URL was given (never a default one)."""
-    url = pytestconfig.getoption("ws4redis_redis_url") or pytestconfig.getini(
-        "ws4redis_redis_url"
-    )
+    url = pytestconfig.getoption("ws4redis_redis_url") or pytestconfig.getini("ws4redis_redis_url")
     if url == "settings":
         from .django import redis_for
 
@@ -99,6 +97,7 @@ def ws4redis_wsgi_app(pytestconfig: pytest.Config) -> Any:
 
 @pytest.fixture(scope="session")
 def _ws4redis_live_server(ws4redis_wsgi_app: Any, ws4redis_redis: Any) -> Iterator[Any]:
+    server: Any
     if _uses_django():
         from .django import DjangoLiveServer
 

@@ -88,7 +88,9 @@ class RedisServer:
             binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
             "--dir", self.directory, "--logfile", os.path.join(self.directory, "redis.log"),
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
         atexit.register(self.stop)
         deadline = time.monotonic() + START_TIMEOUT
         while not _ping(port):

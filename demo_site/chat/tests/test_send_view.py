@@ -17,11 +17,14 @@ class SendViewTests(PublishCaptureMixin, TestCase):
         self.client.force_login(get_user_model().objects.get(username="alice"))
 
     def test_to_a_user_reaches_them_and_the_sender(self):
-        response = self.client.post("/send/", {"audience": "user", "to": "bob", "text": "hi"}, **JSON)
+        data = {"audience": "user", "to": "bob", "text": "hi"}
+        response = self.client.post("/send/", data, **JSON)
         self.assertEqual(response.status_code, 200)
         self.assertEqual(self.published.channels, ["demo:user:alice:chat", "demo:user:bob:chat"])
         message = self.published.json(user="bob")[0]
-        self.assertEqual((message["kind"], message["from"], message["text"]), ("user", "alice", "hi"))
+        self.assertEqual(
+            (message["kind"], message["from"], message["text"]), ("user", "alice", "hi")
+        )
         self.assertEqual(self.published.messages[0].type, "text")
         # Stored for an hour (WS4REDIS_EXPIRE): bob sees it when he opens the chat later.
         self.assertEqual(self.published.messages[0].expire, 3600)
