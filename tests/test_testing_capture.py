@@ -7,7 +7,7 @@ from redis_server import execute
 
 from ws4redis_gevent import settings
 from ws4redis_gevent.publisher import RedisPublisher
-from ws4redis_gevent.redis_store import SELF, redis_client
+from ws4redis_gevent.redis_store import SELF, RedisMessage, redis_client
 from ws4redis_gevent.testing import capture_publishes
 from ws4redis_gevent.testing.channel_names import ChannelName, parse_channel
 
@@ -123,3 +123,33 @@ def test_never_reaches_the_configured_redis(redis_url, redis_server):
     # Afterwards the real server is used again.
     RedisPublisher(facility="chat", broadcast=True).publish_message("real", expire=60)
     assert execute(redis_server, "GET", "broadcast:chat") == b"real"
+
+
+def test_message_types_chosen_by_the_publisher():
+    """The type a websocket would receive: declared with ``binary=``, or decided by content."""
+    with capture_publishes() as published:
+        publisher = RedisPublisher(facility="files", broadcast=True)
+        publisher.publish_message(b"looks like text", binary=True, expire=60)
+        publisher.publish_message(b"\xff\xfe")  # not UTF-8: binary, as ws4redis decided
+        publisher.publish_message(b"plain bytes")  # UTF-8: text
+        publisher.publish_message("\x00starts with NUL", binary=False)
+        publisher.publish_message(RedisMessage(b"{}", binary=True))
+        fetched = published.fetch_message(None, "files", "broadcast")
+    assert [(m.payload, m.type) for m in published] == [
+        (b"looks like text", "binary"),
+        (b"\xff\xfe", "binary"),
+        (b"plain bytes", "text"),
+        (b"\x00starts with NUL", "text"),
+        (b"{}", "binary"),
+    ]
+    assert (fetched, fetched.binary) == (b"{}", True)
+    assert published.stored("broadcast:files") == b"{}"
+
+
+def test_quoted_names_read_back():
+    with capture_publishes() as published:
+        RedisPublisher(facility="a:b", users=["x%y"]).publish_message("q")
+    [message] = published
+    assert message.channel == "user:x%25y:a%3Ab"
+    assert (message.name.name, message.facility) == ("x%y", "a:b")
+    assert published.texts(user="x%y", facility="a:b") == ["q"]

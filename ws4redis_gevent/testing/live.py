@@ -152,7 +152,7 @@ class LiveServer:
         """Close the websockets (1001), stop listening, restore the settings, stop Redis."""
         if self._server is None:
             return
-        from .. import hub, redis_store, relay, settings
+        from .. import hubs, redis_store, relay, settings
 
         if relay.close_all():
             deadline = time.monotonic() + CLOSE_WAIT
@@ -160,7 +160,7 @@ class LiveServer:
                 time.sleep(0.02)  # gevent's: the relays finish their closing handshakes
         self._server.stop(timeout=CLOSE_WAIT)
         self._server = None
-        hub.close_hubs()
+        hubs.close_hubs()
         redis_store.forget_connection(self.redis.url)
         settings.reset()
         settings.configure(**self._saved_options)

@@ -1,7 +1,7 @@
 """What the capture reads back from Redis commands: payloads, their type, the history script.
 
-Kept apart from capture.py: it follows the wire format of publisher and history (envelopes,
-typed payloads), which capture.py does not need to know.
+Kept apart from capture.py: it follows the wire format of envelope.py (typed payloads, history
+envelopes) and history.py's script, which capture.py does not need to know.
 """
 
 from __future__ import annotations
@@ -9,25 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from .. import history
-
-
-def _is_utf8(payload: bytes) -> bool:
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+from ..envelope import is_history, is_utf8, open_history, unwrap
 
 
 def decode_stored(data: bytes) -> tuple[bytes, bool]:
-    """A stored message as (payload, binary)."""
-    return data, not _is_utf8(data)
+    """A stored (or published) typed payload as (payload, binary): the type websockets get,
+    declared by the publisher, or decided by content (text when valid UTF-8)."""
+    payload, binary = unwrap(data)
+    return payload, (not is_utf8(payload)) if binary is None else binary
 
 
 def decode_published(data: bytes) -> tuple[bytes, bool]:
     """A published message as (payload, binary): without its history envelope, if any."""
-    payload, _ = history.open_envelope(data)
-    return decode_stored(payload)
+    if is_history(data):
+        data, _ = open_history(data)
+    return decode_stored(data)
 
 
 def is_history_script(args: tuple[Any, ...]) -> bool:

@@ -24,6 +24,8 @@ def test_flags_publish_and_echo(ws4redis_connect):
     assert listener.recv() == b"\xff\x01"
     RedisPublisher(facility="room", broadcast=True).publish_message('{"n": 2}')
     assert listener.recv_json() == {"n": 2}
+    RedisPublisher(facility="room", broadcast=True).publish_message(b"abc", binary=True)
+    assert listener.recv() == b"abc"  # the publisher chose binary: bytes
     listener.assert_no_message(within=0.2)
 
 
