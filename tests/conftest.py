@@ -21,6 +21,10 @@ from websockets.sync.client import ClientConnection, connect
 # and the Sentinel and Cluster topologies of the scaling tests.
 pytest_plugins = ["django_fixtures", "redis_topologies"]
 
+# Projects whose own test runs (in subprocesses: their live server patches the process) are
+# started by test_testing_tools.py; never collected into this run.
+collect_ignore = ["testing_projects"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVE = Path(__file__).resolve().parent / "serve.py"
 
