@@ -102,6 +102,32 @@ def test_demo_tests_with_pytest_django(production, tmp_path):
     assert commands_seen(production) == set(), "the demo's tests reached its configured Redis"
 
 
+def test_demo_opting_in_to_the_settings_redis(production, tmp_path):
+    """``--ws4redis-redis-url=settings`` is the explicit opt-in to WS4REDIS_CONNECTION."""
+    result = run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "test_user_websocket_receives",
+         "--ws4redis-redis-url=settings"],
+        DEMO, **demo_env(production, tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout, result.stdout
+    assert {"publish", "subscribe"} <= commands_seen(production)
+
+
+def test_settings_opt_in_needs_a_url(django_site, ws4redis_settings):
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+
+    from ws4redis_gevent.testing.django import redis_for
+
+    assert redis_for(None).embedded
+    assert redis_for("redis://127.0.0.1:1/0").url == "redis://127.0.0.1:1/0"
+    with override_settings(WS4REDIS_CONNECTION="redis://127.0.0.1:2/0"):
+        assert redis_for("settings").url == "redis://127.0.0.1:2/0"
+    with override_settings(WS4REDIS_CONNECTION={}), pytest.raises(ImproperlyConfigured):
+        redis_for("settings")
+
+
 def test_the_plugin_is_registered_and_inert_in_this_run(pytestconfig):
     """Our own run loads the plugin (entry point) and it changed nothing: nothing patched."""
     from gevent import monkey
