@@ -278,7 +278,7 @@ class WebsocketClient:
             (length,) = struct.unpack("!Q", self._read_exactly(8, deadline))
         payload = self._read_exactly(length, deadline)
         if not header[0] & 0x80:  # fragmented: the server never fragments, but be correct
-            rest_opcode, rest = self._read_frame(deadline)
+            _, rest = self._read_frame(deadline)
             return opcode, payload + rest
         return opcode, payload
 
