@@ -105,8 +105,8 @@ def test_demo_tests_with_pytest_django(production, tmp_path):
 def test_demo_opting_in_to_the_settings_redis(production, tmp_path):
     """``--ws4redis-redis-url=settings`` is the explicit opt-in to WS4REDIS_CONNECTION."""
     result = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "test_user_websocket_receives",
-         "--ws4redis-redis-url=settings"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-k", "test_user_websocket_receives", "--ws4redis-redis-url=settings"],
         DEMO, **demo_env(production, tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
