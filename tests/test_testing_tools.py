@@ -150,6 +150,20 @@ def test_importing_the_plugin_imports_no_django_gevent_or_fakeredis():
     assert result.stdout.strip() == "[]"
 
 
+def test_only_the_django_module_imports_django():
+    """The core of the test tools works without Django (the Django parts live in django.py);
+    importing them patches nothing."""
+    code = (
+        "import sys\n"
+        "from ws4redis_gevent.testing import capture, client, live, redis_server, pytest_plugin\n"
+        "from gevent import monkey\n"
+        "print('django' in sys.modules, monkey.is_module_patched('socket'))\n"
+    )
+    result = run([sys.executable, "-c", code], ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False False"
+
+
 # --- docs/testing.rst: each sample marked ``.. tested-testing: NAME`` runs here ----------------
 
 TESTING_DOC = ROOT / "docs" / "testing.rst"

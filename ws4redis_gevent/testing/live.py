@@ -108,11 +108,16 @@ class LiveServer:
 
         self.redis.start()
         self._configure()
-        self._server = pywsgi.WSGIServer(
-            ("127.0.0.1", 0), self._application(), handler_class=WebSocketHandler, log=None
-        )
-        self._server.start()
-        self.port = self._server.server_port
+        try:
+            server = pywsgi.WSGIServer(
+                ("127.0.0.1", 0), self._application(), handler_class=WebSocketHandler, log=None
+            )
+            server.start()
+        except BaseException:
+            self._restore()
+            raise
+        self._server = server
+        self.port = server.server_port
         return self
 
     def _configure(self) -> None:
@@ -152,7 +157,7 @@ class LiveServer:
         """Close the websockets (1001), stop listening, restore the settings, stop Redis."""
         if self._server is None:
             return
-        from .. import hubs, redis_store, relay, settings
+        from .. import hubs, redis_store, relay
 
         if relay.close_all():
             deadline = time.monotonic() + CLOSE_WAIT
@@ -162,10 +167,17 @@ class LiveServer:
         self._server = None
         hubs.close_hubs()
         redis_store.forget_connection(self.redis.url)
+        self._restore()
+
+    def _restore(self) -> None:
+        """The settings and middlewares as they were before ``start``; Redis stopped if ours."""
+        from .. import settings
+
         settings.reset()
         settings.configure(**self._saved_options)
         for middleware in self._rebuilt:
             middleware.__init__(middleware.app)
+        self._rebuilt = []
         if self.owns_redis:
             self.redis.stop()
 
