@@ -28,7 +28,9 @@ RUN_TIMEOUT = 240
 
 
 def run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "REDIS_URL"))}
+    # Not this run's settings (the Django fixtures set DJANGO_SETTINGS_MODULE in this process).
+    dropped = ("PYTEST_", "REDIS_URL", "DJANGO_", "WS4REDIS_TEST_DB", "WS4REDIS_TEST_SETTINGS")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     result = subprocess.run(
         command, cwd=cwd, env={**environ, **env}, capture_output=True, text=True,
         timeout=RUN_TIMEOUT,
@@ -82,11 +84,14 @@ def demo_env(production: RedisServer, tmp_path: Path) -> dict[str, str]:
     return {"REDIS_URL": production.url, "DEMO_DATABASE": str(tmp_path / "demo.sqlite3")}
 
 
-def test_demo_tests_with_manage_py_test(production, tmp_path):
-    result = run(
-        [sys.executable, "manage.py", "test", "chat", "--noinput"], DEMO,
-        **demo_env(production, tmp_path),
-    )  # fmt: skip
+@pytest.mark.parametrize("test_database", ["memory", "file"])
+def test_demo_tests_with_manage_py_test(production, tmp_path, test_database):
+    """With SQLite's default in-memory test database (shared with the server's greenlets) and
+    with a test database file (the server's greenlets open connections of their own)."""
+    env = demo_env(production, tmp_path)
+    if test_database == "file":
+        env["DEMO_TEST_DATABASE"] = str(tmp_path / "test-demo.sqlite3")
+    result = run([sys.executable, "manage.py", "test", "chat", "--noinput"], DEMO, **env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Ran 8 tests" in result.stderr and "OK" in result.stderr, result.stderr
     assert commands_seen(production) == set(), "the demo's tests reached its configured Redis"
@@ -126,6 +131,23 @@ def test_settings_opt_in_needs_a_url(django_site, ws4redis_settings):
         assert redis_for("settings").url == "redis://127.0.0.1:2/0"
     with override_settings(WS4REDIS_CONNECTION={}), pytest.raises(ImproperlyConfigured):
         redis_for("settings")
+
+
+def test_live_mixin_refuses_a_test_case_in_a_transaction(django_site):
+    """Under TestCase the server could not see the test's uncommitted data: refused before
+    anything starts (nothing patched, no Redis started)."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import TestCase
+    from gevent import monkey
+
+    from ws4redis_gevent.testing.django import LiveWebsocketMixin
+
+    class Wrong(LiveWebsocketMixin, TestCase):
+        pass
+
+    with pytest.raises(ImproperlyConfigured, match="TransactionTestCase"):
+        Wrong.setUpClass()
+    assert not monkey.is_module_patched("socket")
 
 
 def test_the_plugin_is_registered_and_inert_in_this_run(pytestconfig):

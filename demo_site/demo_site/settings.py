@@ -1,7 +1,8 @@
 """Settings of the ws4redis-gevent demo (development only: DEBUG, a public secret key).
 
 Environment: REDIS_URL (else ``manage.py runserver`` starts an embedded redis-server),
-DEMO_DATABASE (the sqlite file, default demo_site/db.sqlite3).
+DEMO_DATABASE (the sqlite file, default demo_site/db.sqlite3), DEMO_TEST_DATABASE (the tests'
+database file, default in memory).
 """
 
 import os
@@ -53,6 +54,8 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DEMO_DATABASE") or BASE_DIR / "db.sqlite3",
+        # The tests' database: in memory, unless DEMO_TEST_DATABASE names a file.
+        "TEST": {"NAME": os.environ.get("DEMO_TEST_DATABASE") or None},
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
