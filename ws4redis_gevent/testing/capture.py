@@ -20,8 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import fakeredis
 import redis
+
+try:
+    import fakeredis
+except ImportError as exc:  # the plugin is loaded wherever the package is installed
+    raise ImportError(
+        "capturing publishes needs fakeredis: pip install 'ws4redis-gevent[testing]'"
+    ) from exc
 from redis.client import Pipeline
 
 from .. import redis_store
