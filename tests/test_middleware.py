@@ -96,3 +96,22 @@ def test_too_many_websockets_get_503(middleware) -> None:
     finally:
         module._websockets.count -= 1
     assert got.startswith("503")
+
+
+def test_reload_settings_reads_the_settings_again():
+    """Settings are read when the middleware is built; reload_settings reads them again (the
+    test tools' live server points a project's middleware at its own Redis that way)."""
+    from ws4redis_gevent.settings import configure
+
+    reset()
+    try:
+        middleware = WebsocketMiddleware(app, websocket_url="/ws/")
+        configure(websocket_url="/live/", connection="redis://127.0.0.1:1/0")
+        assert middleware.prefix == "/ws/"
+        middleware.reload_settings()
+        assert (middleware.prefix, middleware.settings.connection) == (
+            "/live/", "redis://127.0.0.1:1/0"
+        )
+        assert call(middleware, handshake("/ws/chat"))[1] == b"from the app"
+    finally:
+        reset()

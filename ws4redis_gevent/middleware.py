@@ -52,6 +52,11 @@ class WebsocketMiddleware:
         if options:
             settings_module.configure(**options)
         self.app = app
+        self.reload_settings()
+
+    def reload_settings(self) -> None:
+        """Read the settings again (they are read when the middleware is built): for tools that
+        change them afterwards, such as the test tools' live server."""
         self.settings = settings_module.load()
         self.prefix = self.settings.websocket_url
         self.allowed_channels = settings_module.resolve(self.settings.allowed_channels)

@@ -65,8 +65,9 @@ class LiveServer:
     """``app`` served with websockets on a free port of 127.0.0.1, until ``stop``.
 
     Args:
-        app: the WSGI application; the ``WebsocketMiddleware`` it contains is rebuilt with
-            this server's Redis (and ``options``), else the app is wrapped in a new one.
+        app: the WSGI application; the ``WebsocketMiddleware`` it contains reads its settings
+            again, with this server's Redis (and ``options``); an app without one is wrapped in
+            a new one.
         redis: the Redis to use; default: a new embedded ``redis-server``, stopped with the
             server. WS4REDIS_CONNECTION from the settings is never used unless given here.
         options: middleware options (``heartbeat``, ``allowed_channels``...) for this server.
@@ -83,7 +84,7 @@ class LiveServer:
         self.port = 0
         self._server: Any = None
         self._saved_options: dict[str, Any] = {}
-        self._rebuilt: list[Any] = []
+        self._reloaded: list[Any] = []
 
     @property
     def url(self) -> str:
@@ -131,10 +132,10 @@ class LiveServer:
 
         found = list(websocket_middlewares(self.app))
         for middleware in found:
-            # Built when wsgi.py was imported, with the settings of then: built again with
+            # Built when wsgi.py was imported, with the settings of then: read again with
             # this server's Redis (and again at stop, with the settings restored).
-            middleware.__init__(middleware.app)
-        self._rebuilt = found
+            middleware.reload_settings()
+        self._reloaded = found
         return self.app if found else WebsocketMiddleware(self.app)
 
     def connect(
@@ -175,9 +176,9 @@ class LiveServer:
 
         settings.reset()
         settings.configure(**self._saved_options)
-        for middleware in self._rebuilt:
-            middleware.__init__(middleware.app)
-        self._rebuilt = []
+        for middleware in self._reloaded:
+            middleware.reload_settings()
+        self._reloaded = []
         if self.owns_redis:
             self.redis.stop()
 
