@@ -88,10 +88,13 @@ def test_recovery_and_resync(start_server, publish):
     with first.reconnect() as again:
         assert again.recv() == "two"
         assert again.positions["broadcast"] != received.position
-    with client(server, "/ws/feed?subscribe-broadcast&recover&since=broadcast@ffff:1-0") as lost:
+    with client(server, "/ws/feed?since=broadcast@ffff:1-0&subscribe-broadcast&recover") as lost:
         publish("feed", "three")
         assert lost.recv() == "three"
         assert lost.resyncs == ["broadcast"]
+        lost.positions = {"broadcast": "ffff:2-0"}
+        with lost.reconnect() as third:
+            assert third.url.endswith("?subscribe-broadcast&recover&since=broadcast%40ffff%3A2-0")
 
 
 def test_close_codes(start_server):

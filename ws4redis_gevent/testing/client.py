@@ -348,12 +348,13 @@ class WebsocketClient:
             self.close()
         url = self.url
         if self.positions:
-            base = url.split("&since=", 1)[0]
-            since = "&".join(
+            base, _, query = url.partition("?")
+            kept = [part for part in query.split("&") if part and not part.startswith("since=")]
+            since = [
                 urlencode({"since": f"{label}@{position}"})
                 for label, position in self.positions.items()
-            )
-            url = f"{base}&{since}"
+            ]
+            url = f"{base}?{'&'.join(kept + since)}"
         options = {"headers": self.headers, "heartbeat": self.heartbeat, "timeout": self.timeout}
         client = WebsocketClient(url, **{**options, **kwargs})
         client.positions = dict(self.positions)
