@@ -29,7 +29,8 @@ RUN_TIMEOUT = 240
 
 def run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     # Not this run's settings (the Django fixtures set DJANGO_SETTINGS_MODULE in this process).
-    dropped = ("PYTEST_", "REDIS_URL", "DJANGO_", "WS4REDIS_TEST_DB", "WS4REDIS_TEST_SETTINGS")
+    dropped = ("PYTEST_", "REDIS_URL", "DJANGO_", "WS4REDIS_TEST_DB", "WS4REDIS_TEST_SETTINGS",
+               "WS4REDIS_TEST_REDIS_URL")  # fmt: skip
     environ = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     result = subprocess.run(
         command, cwd=cwd, env={**environ, **env}, capture_output=True, text=True,
@@ -56,22 +57,27 @@ def production(redis_url: str, redis_server: RedisServer) -> RedisServer:
 
 
 def test_plain_project_with_the_plugin(production):
+    """Neither the app's connection option nor REDIS_URL is used: the embedded Redis is."""
     result = run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        PLAIN, PRODUCTION_REDIS_URL=production.url,
+        PLAIN, PRODUCTION_REDIS_URL=production.url, REDIS_URL=production.url,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "10 passed" in result.stdout, result.stdout
     assert commands_seen(production) == set(), "the tests reached the configured Redis"
 
 
-def test_plain_project_with_a_redis_given_explicitly(production):
-    """--ws4redis-redis-url opts in: then that Redis is used (and never flushed)."""
-    result = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "flags",
-         f"--ws4redis-redis-url={production.url}"],
-        PLAIN,
-    )  # fmt: skip
+@pytest.mark.parametrize("given_by", ["option", "environment"])
+def test_plain_project_with_a_redis_given_explicitly(production, given_by):
+    """--ws4redis-redis-url or WS4REDIS_TEST_REDIS_URL opts in: then that Redis is used (and
+    never flushed)."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "flags"]
+    env = {}
+    if given_by == "option":
+        command.append(f"--ws4redis-redis-url={production.url}")
+    else:
+        env["WS4REDIS_TEST_REDIS_URL"] = production.url
+    result = run(command, PLAIN, **env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout, result.stdout
     seen = commands_seen(production)

@@ -25,7 +25,7 @@ from django.test import TestCase, TransactionTestCase, modify_settings
 from .capture import PublishCapture
 from .client import DEFAULT_TIMEOUT, WebsocketClient
 from .live import LiveServer, WSGIApp, patch_process
-from .redis_server import RedisServer
+from .redis_server import RedisServer, given_url
 
 SETTINGS_CONNECTION = "settings"  # ws4redis_redis_url's value to opt in to WS4REDIS_CONNECTION
 
@@ -52,12 +52,14 @@ def patch_for_django() -> None:
 
 
 def redis_for(redis_url: str | None) -> RedisServer:
-    """The live server's Redis: embedded when ``redis_url`` is None, else that URL; the value
-    ``"settings"`` opts in to WS4REDIS_CONNECTION (never used without it).
+    """The live server's Redis: ``redis_url``, else WS4REDIS_TEST_REDIS_URL, else embedded; the
+    value ``"settings"`` opts in to WS4REDIS_CONNECTION (never used without it).
 
     Raises:
         ImproperlyConfigured: ``"settings"`` with no WS4REDIS_CONNECTION.
     """
+    if redis_url is None:
+        redis_url = given_url()
     if redis_url is None:
         return RedisServer()
     if redis_url == SETTINGS_CONNECTION:
@@ -150,8 +152,9 @@ class LiveWebsocketMixin:
     """For ``TransactionTestCase``: the project served with websockets for the test class.
 
     Attributes:
-        ws4redis_redis_url: None (default) for an embedded redis-server; a URL to use that
-            Redis instead; ``"settings"`` to use WS4REDIS_CONNECTION (opt-in only).
+        ws4redis_redis_url: None (default) for an embedded redis-server (or the URL in
+            WS4REDIS_TEST_REDIS_URL); a URL to use that Redis instead; ``"settings"`` to use
+            WS4REDIS_CONNECTION (opt-in only).
         ws4redis_options: middleware options for the server (``heartbeat``...).
         live_server: the running ``DjangoLiveServer`` (``live_server_url`` is its URL).
     """

@@ -11,8 +11,9 @@ Fixtures:
     ``ws4redis_wsgi_app``: the application served; override it, or set the ini option
         ``ws4redis_wsgi_app = package.module:application``.
 
-Options: ``--ws4redis-redis-url`` (ini ``ws4redis_redis_url``): a Redis to use instead of the
-embedded one (``settings``: WS4REDIS_CONNECTION of the Django settings). There is no default.
+Options: ``--ws4redis-redis-url`` (ini ``ws4redis_redis_url``, environment variable
+WS4REDIS_TEST_REDIS_URL): a Redis to use instead of the embedded one (``settings``:
+WS4REDIS_CONNECTION of the Django settings). There is no default.
 
 Loading this plugin imports neither Django nor gevent and patches nothing: the live server
 monkey-patches the process when a test first uses it.
@@ -65,7 +66,13 @@ def ws4redis_capture() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def ws4redis_redis(pytestconfig: pytest.Config) -> Iterator[Any]:
     """The live server's Redis: embedded, unless a URL was given (never a default one)."""
-    url = pytestconfig.getoption("ws4redis_redis_url") or pytestconfig.getini("ws4redis_redis_url")
+    from .redis_server import given_url
+
+    url = (
+        pytestconfig.getoption("ws4redis_redis_url")
+        or pytestconfig.getini("ws4redis_redis_url")
+        or given_url()
+    )
     if url == "settings":
         from .django import redis_for
 

