@@ -153,3 +153,17 @@ def test_quoted_names_read_back():
     assert message.channel == "user:x%25y:a%3Ab"
     assert (message.name.name, message.facility) == ("x%y", "a:b")
     assert published.texts(user="x%y", facility="a:b") == ["q"]
+
+
+@pytest.mark.parametrize(
+    "connection",
+    ["redis+cluster://127.0.0.1:1", "redis+sentinel://127.0.0.1:1/mymaster", {"port": 1}],
+)
+def test_any_topology_is_captured_without_connecting(connection):
+    """Cluster, Sentinel or a plain server in the settings (none of them listening): the
+    capture never tries to reach them."""
+    settings.configure(connection=connection)
+    with capture_publishes() as published:
+        RedisPublisher(facility="chat", users=["ann"]).publish_message("hi", expire=9)
+        assert RedisPublisher().fetch_message(Request("ann", "k"), "chat") == b"hi"
+    assert [(m.channel, m.text, m.expire) for m in published] == [("user:ann:chat", "hi", 9)]
