@@ -80,7 +80,8 @@ def test_prefix_and_channel_names():
     settings.configure(prefix="demo")
     with capture_publishes() as published:
         RedisPublisher(facility="chat", broadcast=True).publish_message("x")
-    assert published.messages[0].name == ChannelName("demo", "broadcast", None, "chat")
+    assert published.messages[0].parts == ChannelName("demo", "broadcast", None, "chat")
+    assert published.messages[0].name is None
     assert parse_channel("p:q:user:john:f") == ChannelName("p:q", "user", "john", "f")
     with pytest.raises(ValueError):
         parse_channel("nothing")
@@ -151,7 +152,7 @@ def test_quoted_names_read_back():
         RedisPublisher(facility="a:b", users=["x%y"]).publish_message("q")
     [message] = published
     assert message.channel == "user:x%25y:a%3Ab"
-    assert (message.name.name, message.facility) == ("x%y", "a:b")
+    assert (message.name, message.facility, message.audience) == ("x%y", "a:b", "user")
     assert published.texts(user="x%y", facility="a:b") == ["q"]
 
 

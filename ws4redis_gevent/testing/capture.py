@@ -54,18 +54,23 @@ class CapturedMessage:
     receivers: int = 0
 
     @property
-    def name(self) -> ChannelName:
+    def parts(self) -> ChannelName:
         """The channel's parts: prefix, audience, name and facility."""
         return parse_channel(self.channel)
 
     @property
     def facility(self) -> str:
-        return self.name.facility
+        return self.parts.facility
 
     @property
     def audience(self) -> str:
         """``broadcast``, ``user``, ``group`` or ``session``."""
-        return self.name.audience
+        return self.parts.audience
+
+    @property
+    def name(self) -> str | None:
+        """The user, group or session key the channel is for (None for broadcast)."""
+        return self.parts.name
 
     @property
     def text(self) -> str:
@@ -238,7 +243,7 @@ class PublishCapture:
             if (channel is None or m.channel == channel)
             and (facility is None or m.facility == facility)
             and (audience is None or m.audience == audience)
-            and (name is None or m.name.name == name)
+            and (name is None or m.name == name)
         ]
 
     def texts(self, **criteria: Any) -> list[str]:

@@ -40,5 +40,5 @@ class SendViewTests(PublishCaptureMixin, TestCase):
     def test_to_the_session(self):
         self.client.post("/send/", {"audience": "session", "text": "note"})
         [message] = self.published.messages
-        self.assertEqual(message.name.name, self.client.session.session_key)
+        self.assertEqual(message.name, self.client.session.session_key)
         self.assertEqual(message.json()["to"], "this session")
