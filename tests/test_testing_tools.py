@@ -99,7 +99,7 @@ def test_demo_tests_with_manage_py_test(production, tmp_path, test_database):
         env["DEMO_TEST_DATABASE"] = str(tmp_path / "test-demo.sqlite3")
     result = run([sys.executable, "manage.py", "test", "chat", "--noinput"], DEMO, **env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Ran 8 tests" in result.stderr and "OK" in result.stderr, result.stderr
+    assert "Ran 9 tests" in result.stderr and "OK" in result.stderr, result.stderr
     assert commands_seen(production) == set(), "the demo's tests reached its configured Redis"
 
 
@@ -109,7 +109,7 @@ def test_demo_tests_with_pytest_django(production, tmp_path):
         **demo_env(production, tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "10 passed" in result.stdout, result.stdout
+    assert "11 passed" in result.stdout, result.stdout
     assert commands_seen(production) == set(), "the demo's tests reached its configured Redis"
 
 

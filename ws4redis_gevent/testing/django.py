@@ -78,7 +78,9 @@ class DjangoLiveServer(LiveServer):
     """The project's WSGI application (WSGI_APPLICATION) served with websockets.
 
     While it runs, ``127.0.0.1`` is added to ALLOWED_HOSTS (as ``LiveServerTestCase`` does),
-    and in-memory SQLite connections are shared with the server's greenlets.
+    and in-memory SQLite connections are shared with the server's greenlets. With
+    ``django.contrib.staticfiles``, static files are served too (as
+    ``StaticLiveServerTestCase`` does).
     """
 
     def __init__(
@@ -110,6 +112,14 @@ class DjangoLiveServer(LiveServer):
 
     def _application(self) -> WSGIApp:
         app = super()._application()
+        from django.apps import apps
+
+        if apps.is_installed("django.contrib.staticfiles"):
+            # Static files found by the finders, as StaticLiveServerTestCase serves them: a
+            # page under test loads its scripts (ws4redis.js) from this server.
+            from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+            app = StaticFilesHandler(app)
         if not self._shared:
             return app
         shared = self._shared

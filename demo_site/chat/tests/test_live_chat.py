@@ -4,6 +4,8 @@ redis-server (embedded), real websocket clients.
 Runs with ``python manage.py test chat`` and with pytest (pytest-django).
 """
 
+import urllib.request
+
 from django.contrib.auth.models import Group, User
 
 from ws4redis_gevent.publisher import RedisPublisher
@@ -53,6 +55,14 @@ class LiveChatTests(LiveWebsocketTestCase):
         websocket = self.connect("/ws/chat?subscribe-broadcast")
         websocket.send_heartbeat()
         websocket.recv_heartbeat()
+
+    def test_the_page_and_its_script_are_served(self):
+        """The chat page, and the JS client it loads, as a browser would fetch them."""
+        with urllib.request.urlopen(self.live_server_url + "/", timeout=5) as page:
+            self.assertIn(b"ws4redis", page.read())
+        script = self.live_server_url + "/static/ws4redis_gevent/ws4redis.js"
+        with urllib.request.urlopen(script, timeout=5) as response:
+            self.assertIn(b"WS4Redis", response.read())
 
     def test_closing(self):
         websocket = self.connect("/ws/chat?subscribe-broadcast")
