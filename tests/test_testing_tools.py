@@ -109,7 +109,7 @@ def test_demo_tests_with_pytest_django(production, tmp_path):
         **demo_env(production, tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "11 passed" in result.stdout, result.stdout
+    assert "12 passed" in result.stdout, result.stdout
     assert commands_seen(production) == set(), "the demo's tests reached its configured Redis"
 
 
