@@ -9,13 +9,16 @@ import pytest
 
 from ws4redis_gevent.publisher import RedisPublisher
 
-sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("WS4REDIS_TEST_CHROMIUM") or shutil.which("chromium")
 TIMEOUT_MS = 10_000
 
 
 @pytest.fixture
-def page(ws4redis_live_server, monkeypatch):
+def browser_page(ws4redis_live_server, monkeypatch):
+    """(Playwright's sync API, a page of headless Chromium)."""
+    # Imported here, not at import: manage.py test also imports this module (it finds no test
+    # case class in it), with or without Playwright.
+    sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM:
         pytest.skip("no Chromium: set WS4REDIS_TEST_CHROMIUM or install chromium")
     # Playwright's sync API runs an asyncio loop in this thread, which Django takes for an
@@ -28,12 +31,13 @@ def page(ws4redis_live_server, monkeypatch):
             headless=True,
         )
         try:
-            yield browser.new_page()
+            yield sync_api, browser.new_page()
         finally:
             browser.close()
 
 
-def test_the_page_shows_a_broadcast(page, ws4redis_live_server):
+def test_the_page_shows_a_broadcast(browser_page, ws4redis_live_server):
+    sync_api, page = browser_page
     page.goto(ws4redis_live_server.url + "/")
     state = page.locator("#ws-state")
     sync_api.expect(state).to_have_attribute("data-state", "connected", timeout=TIMEOUT_MS)
