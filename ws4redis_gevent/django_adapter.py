@@ -39,6 +39,7 @@ DJANGO = Integration(
     close_connections=django_request.close_database_connections,
     host_policy=host_policy,
     permission_denied=(PermissionDenied,),
+    testing="ws4redis_gevent.testing.django",
 )
 
 

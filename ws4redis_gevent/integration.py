@@ -33,6 +33,10 @@ class Integration:
     host_policy: Callable[[Any], HostPolicy] | None = None
     # Exceptions of the framework that mean 403 when a callback raises them.
     permission_denied: tuple[type[BaseException], ...] = ()
+    # The module of this framework's testing tools (``live_server(app, redis)``,
+    # ``redis_for(url)``), which ws4redis_gevent.testing's pytest plugin uses; a dotted path,
+    # so that neither the adapter nor the plugin imports the other's side before it is needed.
+    testing: str | None = None
 
 
 _current: Integration | None = None

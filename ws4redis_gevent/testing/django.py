@@ -210,3 +210,7 @@ class LiveWebsocketMixin:
 
 class LiveWebsocketTestCase(LiveWebsocketMixin, TransactionTestCase):
     """``TransactionTestCase`` with the project served with websockets (``self.connect``)."""
+
+
+# What the pytest plugin asks of a framework's testing module (integration.Integration.testing).
+live_server = DjangoLiveServer

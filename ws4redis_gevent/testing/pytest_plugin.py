@@ -21,11 +21,13 @@ monkey-patches the process when a test first uses it.
 
 from __future__ import annotations
 
-import sys
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from .. import integration
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,12 +48,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _uses_django() -> bool:
-    if "django.conf" not in sys.modules:
-        return False
-    from django.conf import settings
+def _framework_tools() -> Any:
+    """The testing module of the framework in use (Django's, once its app is ready), or None."""
+    framework = integration.current()
+    if framework is None or framework.testing is None:
+        return None
+    return importlib.import_module(framework.testing)
 
-    return bool(settings.configured)
+
+def _uses_django() -> bool:
+    framework = integration.current()
+    return framework is not None and framework.name == "django"
 
 
 @pytest.fixture
@@ -73,10 +80,11 @@ def ws4redis_redis(pytestconfig: pytest.Config) -> Iterator[Any]:
         or pytestconfig.getini("ws4redis_redis_url")
         or given_url()
     )
+    tools = _framework_tools()
     if url == "settings":
-        from .django import redis_for
-
-        server = redis_for("settings")
+        if tools is None:
+            raise pytest.UsageError("ws4redis redis URL 'settings' needs Django's settings")
+        server = tools.redis_for("settings")
     else:
         from .redis_server import RedisServer
 
@@ -90,8 +98,6 @@ def ws4redis_wsgi_app(pytestconfig: pytest.Config) -> Any:
     """The application to serve: the ini option ``ws4redis_wsgi_app``, else Django's."""
     dotted = pytestconfig.getini("ws4redis_wsgi_app")
     if dotted:
-        import importlib
-
         module, _, attribute = dotted.partition(":")
         return getattr(importlib.import_module(module), attribute or "application")
     if _uses_django():
@@ -105,10 +111,9 @@ def ws4redis_wsgi_app(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture(scope="session")
 def _ws4redis_live_server(ws4redis_wsgi_app: Any, ws4redis_redis: Any) -> Iterator[Any]:
     server: Any
-    if _uses_django():
-        from .django import DjangoLiveServer
-
-        server = DjangoLiveServer(ws4redis_wsgi_app, ws4redis_redis)
+    tools = _framework_tools()
+    if tools is not None:
+        server = tools.live_server(ws4redis_wsgi_app, ws4redis_redis)
     else:
         from .live import LiveServer
 
