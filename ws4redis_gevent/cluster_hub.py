@@ -184,6 +184,11 @@ class ClusterHub:
         """How often a shard connection was lost (shards closed since included)."""
         return self._retired_reconnects + sum(s.reconnects for s in self._shards.values())
 
+    @property
+    def connected(self) -> bool:
+        """Whether every shard this hub uses is connected (and it uses one at least)."""
+        return bool(self._shards) and all(s.connected for s in self._shards.values())
+
     def on_connection_lost(self, callback: Callable[[Hub], None]) -> None:
         """Call ``callback(shard)`` each time the connection to a shard is lost."""
         self._connection_lost.append(callback)

@@ -18,6 +18,7 @@ import gevent.event
 import gevent.lock
 import redis
 
+from . import stats
 from .envelope import MalformedEnvelope, is_history, open_history, unwrap
 from .exceptions import ServiceUnavailable
 from .keys import loggable
@@ -53,6 +54,11 @@ class HubInterface(Protocol):
     @property
     def reconnects(self) -> int: ...
 
+    @property
+    def connected(self) -> bool:
+        """Whether the hub is connected to Redis (its subscriptions confirmed)."""
+        ...
+
     def subscribe(
         self, channels: Iterable[bytes], sink: Sink, timeout: float | None = 5.0
     ) -> None: ...
@@ -87,6 +93,9 @@ class Hub:
         self._connection_lost: list[Callable[[Hub], None]] = []
         self.reconnects = 0
         self.malformed = 0  # messages dropped because their envelope did not parse
+        # True from Redis' first subscription reply until the connection is lost, and again
+        # from the first reply of the resubscription (the health endpoint reports it).
+        self.connected = False
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -202,6 +211,8 @@ class Hub:
             except Exception as exc:
                 # Whatever happens, the hub must go on: log it and reconnect.
                 self.reconnects += 1
+                self.connected = False
+                stats.connection_lost()
                 # Replies in flight died with the connection; the resubscription confirms anew,
                 # and until it does no websocket may take a channel for subscribed.
                 self._pending.clear()
@@ -223,12 +234,13 @@ class Hub:
         get_message = self._pubsub.get_message
         dispatch = self._dispatch
         batched = 0
+        arrived = 0.0  # when the first message of the burst arrived (for the hub lag metric)
         while True:
             message = get_message(timeout=0)
             # Flush when the buffer runs dry, and every FLUSH_EVERY messages within a long
             # burst, so that the first messages leave before the whole burst is dispatched.
             if message is None or batched >= FLUSH_EVERY:
-                self._flush()
+                self._flush(arrived)
                 if batched >= FLUSH_EVERY:
                     # Redis may keep the buffer full for ever (a publish flood): let the other
                     # greenlets (writers, readers, HTTP requests) run between batches.
@@ -240,14 +252,20 @@ class Hub:
                 message = get_message(timeout=IDLE_TIMEOUT)
                 if message is None:
                     continue
+            if not batched:
+                arrived = time.monotonic()
             dispatch(message)
             batched += 1
 
-    def _flush(self) -> None:
+    def _flush(self, arrived: float = 0.0) -> None:
         dirty = self._dirty
+        if not dirty:
+            return
         self._dirty = []
         for sink in dirty:
             sink.flush()
+        if arrived:
+            stats.hub_lag(time.monotonic() - arrived)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -269,6 +287,9 @@ class Hub:
                     if sink.deliver(outgoing):
                         mark(sink)
         elif kind == "subscribe":
+            if not self.connected:
+                self.connected = True
+                stats.connection_restored()
             # Count replies: one left over from an earlier subscribe/unsubscribe cycle of the
             # channel must not confirm the SUBSCRIBE sent for a new websocket.
             pending = self._pending.get(channel, 0)
@@ -307,6 +328,7 @@ class Hub:
         self._routes.clear()
         self._confirmed.clear()
         self._pending.clear()
+        self.connected = False
         self._pubsub.reset()
 
 

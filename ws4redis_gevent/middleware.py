@@ -11,13 +11,14 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
 import redis
 
-from . import integration
+from . import integration, stats
 from . import settings as settings_module
 from .backends import Backend, select_backend
 from .channels import ECHO_FLAG, RECOVER_FLAG, parse_flags, parse_since
@@ -25,13 +26,15 @@ from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
 from .handshake import check_handshake
 from .hosts import LOOPBACK_HOSTS, HostPolicy
 from .hubs import on_connection_lost
-from .identity import WebsocketRequest
+from .identity import WebsocketRequest, identity_from_request
 from .keys import InvalidName, check_facility, loggable
 from .origin import OriginPolicy
 from .relay import Outbox, Relay, announce_resync
 from .subscriber import RedisSubscriber
 
 logger = logging.getLogger("ws4redis_gevent")
+# One line per websocket end (see _log_end); nothing per message.
+end_logger = logging.getLogger("ws4redis_gevent.websockets")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -75,11 +78,20 @@ class WebsocketMiddleware:
         self.host_policy = _host_policy(self.settings, framework)
         uses_framework_hosts = framework is not None and framework.host_policy is not None
         self.origin_policy = _origin_policy(self.settings, self.host_policy, uses_framework_hosts)
+        self.endpoints = _endpoints(self.settings)
+
+    def _endpoint(self, path: str) -> WSGIApp | None:
+        return self.endpoints.get(path) if self.endpoints else None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(self.prefix):
+            endpoint = self._endpoint(path)
+            if endpoint is not None:
+                return endpoint(environ, start_response)
             return self.app(environ, start_response)
+        if self.settings.metrics:
+            _start_metrics()
         # Counted from the handshake to the end of the relay: websockets being opened count.
         if not _websockets.enter(self.settings.max_connections):
             return self._refuse(environ, start_response, _too_many())
@@ -106,7 +118,8 @@ class WebsocketMiddleware:
         except BaseException:
             subscriber.release()
             raise
-        return [], self._relay(websocket, request, subscriber, outbox, persisted)
+        stats.STATS.handshakes[101] += 1
+        return [], self._relay(websocket, request, subscriber, outbox, persisted, backend.name)
 
     # -- before the upgrade ----------------------------------------------------------------
 
@@ -218,6 +231,7 @@ class WebsocketMiddleware:
     def _refuse(
         self, environ: dict[str, Any], start_response: Callable[..., Any], exc: HandshakeError
     ) -> list[bytes]:
+        stats.STATS.handshakes[exc.status.value] += 1
         logger.info("refused websocket %s: %s", environ.get("PATH_INFO"), exc)
         body = f"{exc.status.value} {exc.status.phrase}: {exc.reason}\n".encode()
         headers = [
@@ -231,7 +245,13 @@ class WebsocketMiddleware:
     # -- after the upgrade -----------------------------------------------------------------
 
     def _relay(
-        self, websocket: Any, request: Any, subscriber: Any, outbox: Outbox, persisted: list[Any]
+        self,
+        websocket: Any,
+        request: Any,
+        subscriber: Any,
+        outbox: Outbox,
+        persisted: list[Any],
+        backend: str = "",
     ) -> bool:
         """Relay the websocket; True when it was handed over to the event loop (served with no
         greenlet while idle, after this request returns), False once it has ended."""
@@ -249,10 +269,13 @@ class WebsocketMiddleware:
             channels = [loggable(channel) for channel in subscriber.plan.subscribe]
             logger.info("WEBSOCKET %s connected %s", request.path, channels)
         path = request.path  # the request itself is not kept
+        user = identity_from_request(request).user if self.settings.log_user else None
+        stats.STATS.open_by_backend[backend] += 1
 
         def ended() -> None:
+            stats.STATS.open_by_backend[backend] -= 1
             subscriber.release()
-            logger.info("WEBSOCKET %s closed (%s)", path, relay.close_code)
+            _log_end(path, relay, user)
 
         if relay.can_park:
 
@@ -295,6 +318,58 @@ _websockets = _Counter()
 def open_websockets() -> int:
     """How many websockets this process serves now, counting handshakes in progress."""
     return _websockets.count
+
+
+def _log_end(path: str, relay: Relay, user: str | None) -> None:
+    """The line logged when a websocket ends; its figures are also in the record's extra."""
+    if not end_logger.isEnabledFor(logging.INFO):
+        return
+    figures = {
+        "path": path,
+        "duration": round(time.monotonic() - relay.started, 3),
+        "messages_in": relay.received,
+        "bytes_in": relay.received_bytes,
+        "messages_out": relay.outbox.sent,
+        "bytes_out": relay.outbox.sent_bytes,
+        "close_code": relay.close_code,
+        "close_reason": relay.close_reason,
+        "user": user,
+    }
+    end_logger.info(
+        "WEBSOCKET %s closed (%s) reason=%r after %.3fs in=%d/%dB out=%d/%dB user=%s",
+        path,
+        relay.close_code,
+        relay.close_reason,
+        figures["duration"],
+        relay.received,
+        relay.received_bytes,
+        relay.outbox.sent,
+        relay.outbox.sent_bytes,
+        user or "-",
+        extra={"websocket": figures},
+    )
+
+
+def _endpoints(settings: settings_module.Settings) -> dict[str, WSGIApp]:
+    """The opt-in endpoints outside WEBSOCKET_URL: health check and metrics."""
+    endpoints: dict[str, WSGIApp] = {}
+    if settings.health_url:
+        from .health import HealthCheck
+
+        endpoints[settings.health_url] = HealthCheck(settings)
+    if settings.metrics:
+        from . import metrics
+
+        metrics.enable()  # False when it cannot be: logged, and the endpoint answers 503
+        if settings.metrics_url:
+            endpoints[settings.metrics_url] = metrics.metrics_app
+    return endpoints
+
+
+def _start_metrics() -> None:
+    from . import metrics
+
+    metrics.start()
 
 
 def _facility(raw: str) -> str:

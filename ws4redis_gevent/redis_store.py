@@ -18,6 +18,7 @@ from typing import Any, cast
 import redis
 
 from . import settings as settings_module
+from . import stats
 from .channels import Identity
 from .connection import make_pool, parse_connection, shared_cluster
 from .envelope import MalformedEnvelope, is_utf8, unwrap, wrap
@@ -260,6 +261,7 @@ class RedisStore:
                     pipe.set(channel, data, ex=expire)
                     pipe.set(stamp_key(channel), stamp(), ex=expire)
             replies = pipe.execute()
+        stats.STATS.publishes += len(counted)
         return sum(replies[i] for i in counted)
 
     @property

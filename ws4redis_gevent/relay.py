@@ -32,6 +32,7 @@ import gevent
 import gevent.event
 import redis
 
+from . import stats
 from .backends import WebSocket
 from .exceptions import ConnectionClosed, ProtocolError
 from .frames import Close, CloseCode, Message, Opcode, Ping, encode_frame
@@ -80,11 +81,16 @@ class Outbox:
         "labels",
         "resync",
         "_skip",
+        "sent",
+        "sent_bytes",
         "__weakref__",
     )
 
     def __init__(self, limit: int = 1000) -> None:
         self.limit = limit
+        # Messages and bytes handed to the socket, counted per flush (see stats.py).
+        self.sent = 0
+        self.sent_bytes = 0
         self.overflowed = False
         self.on_overflow: Callable[[], Any] | None = None
         # Called when a flush cannot send everything: start a writer greenlet.
@@ -132,6 +138,7 @@ class Outbox:
             # The handshake of a websocket that tracks positions: what queued up is mostly
             # what its recovery, read from the history right after subscribing, sends anyway.
             # Dropped; the client is told to resync (see put_first), not closed.
+            stats.STATS.dropped[stats.RESYNC] += len(items)
             items.clear()
             self.resync = True
         items.append(message)
@@ -150,6 +157,7 @@ class Outbox:
         # websocket is affected; the hub never waits for it.
         if not self.overflowed:
             self.overflowed = True
+            stats.STATS.dropped[stats.SLOW_CONSUMER] += len(self._items) + 1
             self._items.clear()
             if self.on_overflow is not None:
                 self.on_overflow()
@@ -163,6 +171,8 @@ class Outbox:
             self._start_writer()
             return
         data = self.encode(items)
+        self.sent += len(items)
+        self.sent_bytes += len(data)
         items.clear()
         try:
             sent = self._send_nowait(data)
@@ -246,7 +256,10 @@ class Outbox:
         data = self._leftover
         self._leftover = b""
         if self._items:
-            data += self.encode(self._items)
+            encoded = self.encode(self._items)
+            self.sent += len(self._items)
+            self.sent_bytes += len(encoded)
+            data += encoded
             self._items.clear()
         if not data:
             self._writing = False
@@ -273,7 +286,11 @@ class Relay:
         "echo",
         "subscribed",
         "close_code",
+        "close_reason",
         "finished",
+        "started",
+        "received",
+        "received_bytes",
         "_last_received",
         "_heartbeat",
         "_closing",
@@ -306,6 +323,10 @@ class Relay:
         self.echo = echo
         self.subscribed = subscribed
         self.close_code: int | None = None
+        self.close_reason = ""
+        self.started = time.monotonic()
+        self.received = 0  # messages from the client
+        self.received_bytes = 0
         self._last_received = time.monotonic()
         self._heartbeat = settings.heartbeat.encode("utf-8") if settings.heartbeat else None
         self._closing = False  # set once the close frame is on its way, or the peer is gone
@@ -419,6 +440,8 @@ class Relay:
         try:
             return body(*args)
         except ProtocolError as exc:
+            if exc.code == CloseCode.MESSAGE_TOO_BIG:
+                stats.STATS.dropped[stats.SIZE] += 1
             logger.info("closing websocket: %s", exc)
             self.close(exc.code, exc.reason)
         except ConnectionClosed:
@@ -438,6 +461,8 @@ class Relay:
         return False
 
     def _end(self) -> None:
+        if not self.finished:
+            self._count_totals()
         self.finished = True
         self.outbox.detach()
         _live.discard(self)
@@ -452,11 +477,22 @@ class Relay:
                 on_end, self._on_end = self._on_end, None
                 on_end()
 
+    def _count_totals(self) -> None:
+        # The process's totals take over this websocket's figures when it ends.
+        totals = stats.STATS
+        totals.sent += self.outbox.sent
+        totals.sent_bytes += self.outbox.sent_bytes
+        totals.received += self.received
+        totals.received_bytes += self.received_bytes
+
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the closing handshake: send a close frame; the client has CLOSE_TIMEOUT
         seconds to answer before the connection is dropped."""
         if self.close_code is None:
             self.close_code = code
+            self.close_reason = reason
+        if not self._closing:
+            stats.STATS.closes_sent[code] += 1
         if self._close_timer is None:
             # Armed first: sending the close frame waits for a frame being written to finish.
             self._close_timer = gevent.spawn_later(CLOSE_TIMEOUT, self.websocket.abort)
@@ -489,14 +525,20 @@ class Relay:
     def _on_close(self, close: Close) -> None:
         if self.close_code is None:
             self.close_code = close.code
-        self._closing = True  # no message after our close frame
+            self.close_reason = close.reason
+        stats.STATS.closes_received[close.code] += 1
         # Echo the client's code, as section 5.5.1 suggests; 1005 cannot go on the wire.
         code = CloseCode.NORMAL if close.code == CloseCode.NO_STATUS else close.code
+        if not self._closing:
+            stats.STATS.closes_sent[code] += 1
+        self._closing = True  # no message after our close frame
         with contextlib.suppress(ConnectionClosed):
             self.websocket.send_close(code)
 
     def _on_message(self, data: bytes | str) -> None:
         payload = data.encode("utf-8") if isinstance(data, str) else data
+        self.received += 1
+        self.received_bytes += len(payload)
         if self._heartbeat is not None and payload == self._heartbeat:
             self.websocket.send([Outgoing(self._heartbeat)])
             return
@@ -521,6 +563,7 @@ class Relay:
         self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
         self._tokens_at = now
         if self._tokens < 1:
+            stats.STATS.dropped[stats.RATE_LIMIT] += 1
             raise ProtocolError(CloseCode.POLICY_VIOLATION, "publish rate exceeded")
         self._tokens -= 1
 
@@ -558,6 +601,9 @@ class Relay:
         """Queue an already framed control or heartbeat frame behind pending messages."""
         outgoing = Outgoing(b"")
         outgoing._frame = frame
+        # A control frame, not a message: taken off the outbox's count it is added to on flush.
+        self.outbox.sent -= 1
+        self.outbox.sent_bytes -= len(frame)
         if self.outbox.deliver(outgoing):
             self.outbox.flush()
 

@@ -50,6 +50,10 @@ class Settings:
     history: dict[str, dict[str, int]] | None = None
     max_facility_length: int = 128
     facilities: tuple[str, ...] | list[str] | None = None
+    metrics: bool = False
+    metrics_url: str | None = None
+    health_url: str | None = None
+    log_user: bool = True
 
     def __post_init__(self) -> None:
         url = self.websocket_url
@@ -82,6 +86,12 @@ class Settings:
             )
         if self.allowed_hosts is not None:
             check_host_list("WS4REDIS_ALLOWED_HOSTS", self.allowed_hosts)
+        for name in ("metrics_url", "health_url"):
+            url = getattr(self, name)
+            if url is not None and (not isinstance(url, str) or not url.startswith("/")):
+                raise ImproperlyConfigured(f"{django_name(name)} must be None or a path ('/...')")
+        if self.metrics_url is not None and not self.metrics:
+            raise ImproperlyConfigured("WS4REDIS_METRICS_URL needs WS4REDIS_METRICS = True")
         if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
             raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
 
