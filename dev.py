@@ -153,6 +153,10 @@ def cmd_test(pytest_args: list[str]) -> None:
         # nginx in front of gunicorn and uWSGI in the deployment tests (they skip without it).
         say("no nginx for the deployment tests: installing Debian's nginx package")
         apt_install("nginx")
+    if not (shutil.which("prometheus") or os.access("/usr/bin/prometheus", os.X_OK)):
+        # A real Prometheus scrapes gunicorn in the metrics test (it skips without it).
+        say("no prometheus for the metrics test: installing Debian's prometheus package")
+        apt_install("--no-install-recommends", "prometheus")
     code = subprocess.call([PYTHON, "-m", "pytest", *pytest_args], cwd=ROOT)
     if code == 5:
         fail("pytest collected no tests: that counts as a failure")
