@@ -53,9 +53,14 @@ def prometheus(tmp_path):
         port = free_port()
         log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         procs.append((proc, log))
         url = f"http://127.0.0.1:{port}"
@@ -99,7 +104,9 @@ def test_prometheus_reads_the_figures_of_both_workers(prometheus, redis_url, tmp
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
     try:
         proc, port = start_gunicorn(
-            redis_url, "--workers", "2",
+            redis_url,
+            "--workers",
+            "2",
             options={"metrics": True, "metrics_url": "/metrics"},
         )
     finally:
