@@ -12,6 +12,7 @@ import pytest
 from conftest import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisServer
+from test_operations_docs import operations_sample, settings_of
 from websockets.exceptions import InvalidStatus
 
 from ws4redis_gevent import metrics, stats
@@ -21,6 +22,12 @@ from ws4redis_gevent.settings import Settings
 pytestmark = pytest.mark.integration
 
 TOKEN_AUTH = "ws_callbacks.token_auth"  # ?token=t-john: the user john
+# The end-of-websocket line (docs/operations.rst's sample matches it too).
+LOG_LINE = re.compile(
+    r"WEBSOCKET (?P<path>\S+) closed \((?P<code>\d+|None)\) reason=(?P<reason>'.*') "
+    r"after \d+\.\d{3}s in=(?P<msgs_in>\d+)/(?P<bytes_in>\d+)B "
+    r"out=(?P<msgs_out>\d+)/(?P<bytes_out>\d+)B user=(?P<user>\S+)$"
+)
 
 
 def get(url: str) -> tuple[int, str]:
@@ -156,15 +163,17 @@ def test_health_endpoint_follows_redis(start_server, tmp_path):
     """200 while the worker's hub is connected to Redis, 503 from when Redis stops until it
     is back (and the hub has resubscribed)."""
     redis = RedisServer().start()
+    options = settings_of(operations_sample("health-settings"))  # the documented URL
     try:
-        server = start_server(connection=redis.url, health_url="/health")
-        assert wait_for(lambda: get(server.http_url + "/health")[0] == 200)
-        assert get(server.http_url + "/health")[1] == "connected\n"
+        server = start_server(connection=redis.url, **options)
+        health = server.http_url + options["health_url"]
+        assert wait_for(lambda: get(health)[0] == 200)
+        assert get(health)[1] == "connected\n"
         redis.stop()
-        status, body = wait_for(lambda: (r := get(server.http_url + "/health"))[0] == 503 and r)
+        status, body = wait_for(lambda: (r := get(health))[0] == 503 and r)
         assert "not connected" in body
         redis.start()
-        wait_for(lambda: get(server.http_url + "/health")[0] == 200, timeout=15)
+        wait_for(lambda: get(health)[0] == 200, timeout=15)
         with server.connect("/ws/news?subscribe-broadcast") as ws:
             assert publish(redis.url, "news", "back") == 1
             assert ws.recv(timeout=5) == "back"
@@ -190,11 +199,23 @@ def test_one_log_line_per_websocket_end(start_server, redis_url):
     err = server.stop()
     lines = [line for line in err.splitlines() if "ws4redis_gevent.websockets" in line]
     assert len(lines) == 1, err
-    assert re.search(
-        r"WEBSOCKET /ws/news closed \(1000\) reason='bye now' after \d+\.\d+s "
-        r"in=1/2B out=3/12B user=john$",
-        lines[0],
-    ), lines[0]
+    line = LOG_LINE.search(lines[0])
+    assert line, lines[0]
+    assert line.groupdict() == {
+        "path": "/ws/news",
+        "code": "1000",
+        "reason": "'bye now'",
+        "msgs_in": "1",
+        "bytes_in": "2",
+        "msgs_out": "3",
+        "bytes_out": "12",
+        "user": "john",
+    }
+
+
+def test_log_line_sample_is_the_format_logged():
+    line = LOG_LINE.search(operations_sample("log-line").strip())
+    assert line and line["user"] == "john" and line["code"] == "1000"
 
 
 def test_log_user_can_be_turned_off(start_server):

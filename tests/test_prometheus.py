@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import urllib.parse
@@ -16,6 +17,7 @@ import pytest
 from conftest import wait_for
 from redis_server import free_port
 from test_gunicorn import start_gunicorn
+from test_operations_docs import operations_sample
 from websockets.sync.client import connect
 
 from ws4redis_gevent.publisher import RedisPublisher
@@ -32,6 +34,7 @@ CONFIG = """\
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files: [alerts.yml]
 scrape_configs:
   - job_name: ws4redis
     metrics_path: /metrics
@@ -50,6 +53,7 @@ def prometheus(tmp_path):
     def start(target_port: int) -> str:
         config = tmp_path / "prometheus.yml"
         config.write_text(CONFIG.format(port=target_port))
+        (tmp_path / "alerts.yml").write_text(operations_sample("alerts"))  # the documented rules
         port = free_port()
         log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
@@ -98,19 +102,31 @@ def query(url: str, expression: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+def documented_gunicorn(tmp_path: Path) -> tuple[str, list[str]]:
+    """docs/operations.rst's command: its multiprocess variable, and its gunicorn options
+    (config file written from the documented one; 2 workers; the app is the test's)."""
+    (tmp_path / "gunicorn.conf.py").write_text(operations_sample("gunicorn-conf"))
+    lines = operations_sample("gunicorn-command").replace("\\\n", " ").splitlines()
+    command = shlex.split(next(line for line in lines if " gunicorn " in line))
+    variable = command[0].split("=", 1)[0]
+    options = command[command.index("gunicorn") + 1 : -1]  # without the app
+    options[options.index("-c") + 1] = str(tmp_path / "gunicorn.conf.py")
+    options[options.index("-w") + 1] = "2"
+    return variable, options
+
+
 def test_prometheus_reads_the_figures_of_both_workers(prometheus, redis_url, tmp_path):
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
+    variable, options = documented_gunicorn(tmp_path)
+    assert variable == "PROMETHEUS_MULTIPROC_DIR"
+    os.environ[variable] = str(multiproc)
     try:
         proc, port = start_gunicorn(
-            redis_url,
-            "--workers",
-            "2",
-            options={"metrics": True, "metrics_url": "/metrics"},
+            redis_url, *options, options={"metrics": True, "metrics_url": "/metrics"}
         )
     finally:
-        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        del os.environ[variable]
     try:
         # Each worker builds the middleware, and with it its metrics files.
         wait_for(lambda: len({p.stem.rsplit("_", 1)[1] for p in multiproc.glob("*.db")}) == 2)
@@ -134,9 +150,26 @@ def test_prometheus_reads_the_figures_of_both_workers(prometheus, redis_url, tmp
         except AssertionError:
             assert figures() == expected
         assert query(url, "sum(ws4redis_hub_lag_seconds_count)") >= 1
+        # The documented alert rules load and evaluate (none fires on this traffic).
+        rules = rules_of(url)
+        assert len(rules) == 7 and all(rule["health"] == "ok" for rule in rules), rules
+        assert all(rule["state"] == "inactive" for rule in rules), rules
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+def rules_of(url: str) -> list[dict]:
+    """The rules Prometheus loaded, once each has been evaluated."""
+
+    def evaluated():
+        with urllib.request.urlopen(url + "/api/v1/rules", timeout=10) as response:
+            groups = json.loads(response.read())["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        done = all(r.get("lastEvaluation", "0001").startswith("20") for r in rules)
+        return rules if rules and done else None
+
+    return wait_for(evaluated, timeout=20, interval=0.5)
 
 
 def send_known_traffic(port: int, redis_url: str) -> None:
