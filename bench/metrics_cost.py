@@ -156,6 +156,10 @@ def summary(variants: list[Variant], args: argparse.Namespace, scraper: Scraper)
         pairs = [("on", "off")] + ([("off", "baseline")] if "baseline" in by_name else [])
         for a, b in pairs:
             entry[f"ratio_{a}_{b}"] = round(median[a] / median[b], 4)
+            per_round = [
+                x / y for x, y in zip(by_name[a].runs[rate], by_name[b].runs[rate], strict=True)
+            ]
+            entry[f"ratio_{a}_{b}_median_of_rounds"] = round(statistics.median(per_round), 4)
             entry[f"ratio_{a}_{b}_per_round"] = [
                 round(x / y, 3)
                 for x, y in zip(by_name[a].runs[rate], by_name[b].runs[rate], strict=True)

@@ -84,14 +84,14 @@ class WebsocketMiddleware:
         return self.endpoints.get(path) if self.endpoints else None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self.settings.metrics:
+            _start_metrics()  # once per worker process: what its requests publish counts too
         path = environ.get("PATH_INFO", "")
         if not path.startswith(self.prefix):
             endpoint = self._endpoint(path)
             if endpoint is not None:
                 return endpoint(environ, start_response)
             return self.app(environ, start_response)
-        if self.settings.metrics:
-            _start_metrics()
         # Counted from the handshake to the end of the relay: websockets being opened count.
         if not _websockets.enter(self.settings.max_connections):
             return self._refuse(environ, start_response, _too_many())
