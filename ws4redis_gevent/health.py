@@ -15,10 +15,10 @@ from typing import Any
 
 from .exceptions import ServiceUnavailable
 from .hubs import get_hub
+from .keys import health_channel
 from .outgoing import Outgoing
 from .settings import Settings
 
-HEALTH_SUFFIX = "ws4redis:@health"  # not a channel name of any audience: nobody publishes on it
 CHECK_TIMEOUT = 2.0
 
 
@@ -31,14 +31,16 @@ class _NoSink:
     def flush(self) -> None:
         pass
 
+    def resync_channel(self, channel: bytes) -> bool:
+        return False
+
 
 class HealthCheck:
     """A WSGI app answering 200 ``connected`` or 503 with the reason."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        prefix = f"{settings.prefix}:" if settings.prefix else ""
-        self.channel = (prefix + HEALTH_SUFFIX).encode()
+        self.channel = health_channel(settings.prefix).encode()
         self._sink = _NoSink()
         self._subscribed_in: int | None = None  # the pid (workers fork after it is built)
 

@@ -307,6 +307,7 @@ class Hub:
         # Not from a publisher of ours (they wrap every payload that could look like an
         # envelope): dropped, counted, and the websockets that track positions resync.
         self.malformed += 1
+        stats.STATS.dropped[stats.MALFORMED] += 1
         if self.malformed in _LOG_MALFORMED or self.malformed % 1000 == 0:
             logger.warning(
                 "dropped a malformed message on %r (%s; %d so far)",

@@ -98,6 +98,12 @@ def epoch_key(channel: str) -> str:
     return channel + EPOCH_SUFFIX
 
 
+def health_channel(prefix: str | None) -> str:
+    """The channel the health endpoint keeps subscribed (nobody publishes on it). Its first
+    part is no audience, so no channel a client can name is this one."""
+    return f"{prefix}:ws4redis:@health" if prefix else "ws4redis:@health"
+
+
 def is_internal(key: str) -> bool:
     """Whether ``key`` is one of this library's internal keys (not a channel).
 

@@ -22,7 +22,8 @@ SLOW_CONSUMER = "slow_consumer"  # a websocket that does not read: its backlog
 RATE_LIMIT = "rate_limit"  # a client publishing faster than WS4REDIS_PUBLISH_RATE
 SIZE = "size"  # a client message larger than WS4REDIS_MAX_MESSAGE_SIZE
 RESYNC = "resync"  # live messages replaced by a resync notice during a recovering handshake
-DROP_REASONS = (SLOW_CONSUMER, RATE_LIMIT, SIZE, RESYNC)
+MALFORMED = "malformed"  # a message from Redis whose envelope did not parse (see envelope.py)
+DROP_REASONS = (SLOW_CONSUMER, RATE_LIMIT, SIZE, RESYNC, MALFORMED)
 
 
 @dataclass

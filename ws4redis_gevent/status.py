@@ -23,9 +23,8 @@ from typing import Any
 
 import redis
 
-from .channels import AUDIENCES
-from .history import EPOCH_SUFFIX, HISTORY_SUFFIX
-from .redis_store import STAMP_SUFFIX, redis_client
+from .keys import AUDIENCES, EPOCH_SUFFIX, HISTORY_SUFFIX, STAMP_SUFFIX, unquote
+from .redis_store import redis_client
 from .settings import Settings, load
 
 
@@ -77,10 +76,18 @@ def _version(client: Any) -> str | None:
     return str(info["redis_version"]) if "redis_version" in info else None
 
 
-def _is_channel(name: str, prefix: str) -> bool:
+def _facility(name: str, prefix: str) -> str | None:
+    """The facility of channel ``name`` (see keys.py), None when it is no channel of ours."""
     if not name.startswith(prefix):
-        return False
-    return name[len(prefix) :].split(":", 1)[0] in AUDIENCES
+        return None
+    parts = name[len(prefix) :].split(":")
+    if parts[0] not in AUDIENCES or len(parts) != (2 if parts[0] == "broadcast" else 3):
+        return None
+    return unquote(parts[-1])
+
+
+def _is_channel(name: str, prefix: str) -> bool:
+    return _facility(name, prefix) is not None
 
 
 def _channels(client: Any, prefix: str) -> dict[str, int]:
@@ -119,9 +126,10 @@ def _facilities(client: Any, prefix: str) -> dict[str, FacilityKeys]:
             continue  # companions of a stored message or a history, counted with them
         is_history = key.endswith(HISTORY_SUFFIX)
         channel = key[: -len(HISTORY_SUFFIX)] if is_history else key
-        if not _is_channel(channel, prefix):
+        facility = _facility(channel, prefix)
+        if facility is None:
             continue
-        keys = found.setdefault(channel.rsplit(":", 1)[1], FacilityKeys())
+        keys = found.setdefault(facility, FacilityKeys())
         if is_history:
             keys.history += 1
         else:
