@@ -226,3 +226,21 @@ def test_log_user_can_be_turned_off(start_server):
     err = server.stop()
     assert re.search(r"WEBSOCKET /ws/news closed \(1000\) .* user=-$", err, re.M), err
     assert "john" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"metrics_url": "/metrics"}, "WS4REDIS_METRICS_URL needs WS4REDIS_METRICS = True"),
+        (
+            {"metrics": True, "metrics_url": "metrics"},
+            "WS4REDIS_METRICS_URL must be None or a path",
+        ),
+        ({"health_url": "health"}, "WS4REDIS_HEALTH_URL must be None or a path"),
+    ],
+)
+def test_endpoint_settings_are_checked(options, message):
+    from ws4redis_gevent.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match=re.escape(message)):
+        Settings(**options)
