@@ -12,6 +12,11 @@ the server CPU), each with ``--clients`` websockets on a facility of its own:
          gunicorn or uWSGI in production), with WS4REDIS_METRICS_URL scraped every second
          during the runs (Prometheus' default is every 15 s)
 
+Before that, ``--components`` times in this process (multiprocess mode) what metrics add, piece
+by piece: one hub lag observation (once per burst), one sync of the figures of ``--clients``
+websockets (once a second) and one exposition (once per scrape); with them, the cost per
+delivery at each rate is bounded without machine noise.
+
 and, with ``--baseline DIR`` (a checkout of the code before metrics, e.g. ``git archive main``),
 a third server ``baseline`` running that code, to show what the counting itself costs.
 
@@ -168,7 +173,78 @@ def summary(variants: list[Variant], args: argparse.Namespace, scraper: Scraper)
     return result
 
 
+def component_costs(clients: int) -> dict[str, float]:
+    """Microseconds per call of what metrics add, measured in a child process in multiprocess
+    mode (prometheus_client reads PROMETHEUS_MULTIPROC_DIR when imported)."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as multiproc:
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": multiproc}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure-components", str(clients)],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def measure_components(clients: int) -> None:
+    import timeit
+    import types
+
+    from ws4redis_gevent import metrics, relay
+
+    assert metrics.enable()
+    exporter = metrics._exporter
+    assert exporter is not None
+    fake = [
+        types.SimpleNamespace(outbox=_Outbox(i), received=0, received_bytes=0)
+        for i in range(clients)
+    ]
+    relay.live_relays = lambda: fake  # type: ignore[assignment]
+
+    def per_call(fn: Any, number: int) -> float:
+        return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+
+    def sync() -> None:
+        for item in fake:
+            item.outbox.sent += 1
+        exporter.sync()
+
+    result = {
+        "observe_us": per_call(lambda: exporter.lag.observe(0.001), 20000),
+        "sync_us": per_call(sync, 50),
+        "exposition_us": per_call(metrics.exposition, 50),
+    }
+    print(json.dumps({k: round(v, 2) for k, v in result.items()}))
+
+
+class _Outbox:
+    def __init__(self, sent: int) -> None:
+        self.sent = sent
+        self.sent_bytes = sent * 100
+
+    def __len__(self) -> int:
+        return 0
+
+
+def bounds(costs: dict[str, float], clients: int, rate: float) -> dict[str, float]:
+    """Added microseconds per delivery: one observation per burst of at least one message to
+    every client, one sync a second and one scrape a second (at ``rate``; flat out, the rate
+    of the server, about 2.5 million deliveries a second here, is used as 2e6 / clients)."""
+    per_second = (rate or 2e6 / clients) * clients
+    return {
+        "observe_us_per_delivery": round(costs["observe_us"] / clients, 5),
+        "sync_and_scrape_us_per_delivery": round(
+            (costs["sync_us"] + costs["exposition_us"]) / per_second, 5
+        ),
+    }
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--measure-components"]:
+        measure_components(int(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=3000)
@@ -176,8 +252,14 @@ def main() -> None:
     parser.add_argument("--rates", default="0,1000", help="msg/s per run, 0 = flat out")
     parser.add_argument("--baseline", help="a checkout of the code without metrics")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--components", action="store_true", help="time the pieces first")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
+    if args.components:
+        costs = component_costs(args.clients)
+        record = {"components": costs, "clients": args.clients}
+        record["bounds"] = {str(rate): bounds(costs, args.clients, rate) for rate in args.rates}
+        print(json.dumps(record), flush=True)
     raise_nofile()
     cpus = Cpus.plan(args.no_pin)
     binary = build_client()
