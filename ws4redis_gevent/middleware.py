@@ -345,9 +345,16 @@ def _log_end(path: str, relay: Relay, user: str | None) -> None:
         relay.received_bytes,
         relay.outbox.sent,
         relay.outbox.sent_bytes,
-        user or "-",
+        _loggable(user),
         extra={"websocket": figures},
     )
+
+
+def _loggable(user: str | None) -> str:
+    # One line per websocket: a name with spaces or control characters is quoted.
+    if user is None:
+        return "-"
+    return user if user.isprintable() and " " not in user and user else repr(user)
 
 
 def _endpoints(settings: settings_module.Settings) -> dict[str, WSGIApp]:
