@@ -21,7 +21,8 @@ and, with ``--baseline DIR`` (a checkout of the code before metrics, e.g. ``git 
 a third server ``baseline`` running that code, to show what the counting itself costs.
 
 Then, for each rate, ``--rounds`` alternations: one run of ``--messages`` messages on each
-server in turn, so that every variant sees the same machine noise. A run's figure is the
+server in turn (the order rotating from round to round), so that every variant sees the same
+machine noise. A run's figure is the
 server's CPU time (user + system, from /proc) divided by the messages delivered. Prints one JSON
 line per run and a summary line: the median CPU microseconds per delivery of each variant, and
 the ratio on/off (and off/baseline) of the medians and per round.
@@ -284,7 +285,9 @@ def main() -> None:
                     one_run(variant, redis, run_id, args.messages // 5, rate, args.clients, True)
                 for round_ in range(args.rounds):
                     log(f"rate {rate or 'flat out'}: round {round_ + 1}/{args.rounds}")
-                    for variant in variants:
+                    # Each round in another order: no variant always runs first or last.
+                    turn = round_ % len(variants)
+                    for variant in variants[turn:] + variants[:turn]:
                         run_id += 1
                         us = one_run(variant, redis, run_id, args.messages, rate, args.clients)
                         variant.runs.setdefault(rate, []).append(us)
