@@ -261,6 +261,8 @@ def main() -> None:
         record = {"components": costs, "clients": args.clients}
         record["bounds"] = {str(rate): bounds(costs, args.clients, rate) for rate in args.rates}
         print(json.dumps(record), flush=True)
+    if args.rounds == 0:
+        return  # --rounds 0: the components only (tests/test_bench_smoke.py)
     raise_nofile()
     cpus = Cpus.plan(args.no_pin)
     binary = build_client()

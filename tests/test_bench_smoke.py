@@ -74,3 +74,16 @@ def test_summary_has_ratios_to_the_baseline(records):
     assert summary["lost_total"] == 0
     assert summary["skipped"] == []
     assert [(r["target"], r["rate"]) for r in summary["ratios"]] == [("gunicorn", 0.0)]
+
+
+def test_metrics_cost_components_run():
+    """bench/metrics_cost.py --components times what metrics add (no servers with --rounds 0):
+    one JSON line with each piece and the bound per delivery at each rate."""
+    cmd = [sys.executable, str(ROOT / "bench" / "metrics_cost.py"), "--components",
+           "--rounds", "0", "--clients", "50", "--rates", "0,200"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert set(record["components"]) == {"observe_us", "sync_us", "exposition_us"}
+    assert all(cost > 0 for cost in record["components"].values())
+    assert set(record["bounds"]) == {"0.0", "200.0"}
