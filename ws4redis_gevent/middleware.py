@@ -345,12 +345,12 @@ def _log_end(path: str, relay: Relay, user: str | None) -> None:
         relay.received_bytes,
         relay.outbox.sent,
         relay.outbox.sent_bytes,
-        _loggable(user),
+        _user_for_log(user),
         extra={"websocket": figures},
     )
 
 
-def _loggable(user: str | None) -> str:
+def _user_for_log(user: str | None) -> str:
     # One line per websocket: a name with spaces or control characters is quoted.
     if user is None:
         return "-"
