@@ -11,9 +11,12 @@ from ws4redis_gevent.keys import (
     InvalidName,
     channel_name,
     check_facility,
+    brace_quote,
     epoch_key,
     history_key,
     is_internal,
+    presence_events_channel,
+    presence_keys,
     quote,
     stamp_key,
     stored_message_key,
@@ -81,3 +84,50 @@ def test_check_facility_refuses(facility: str) -> None:
 @pytest.mark.parametrize("facility", ["chat", "a" * 128, "café", "room 1", "a:b", "50%"])
 def test_check_facility_accepts(facility: str) -> None:
     check_facility(facility, 128)
+
+
+prefixes = st.one_of(st.none(), st.text(min_size=1, max_size=6))
+
+
+@given(prefixes, st.sampled_from(AUDIENCES), names, names, st.sampled_from(AUDIENCES), names, names)
+def test_no_channel_equals_a_presence_key(prefix, a1, n1, f1, a2, n2, f2) -> None:
+    """Presence keys start with [PREFIX:]@, channels with their audience: never equal; distinct
+    channels have distinct presence keys and events channels."""
+    channel = channel_name(prefix, a1, f1, n1)
+    other = channel_name(prefix, a2, f2, n2)
+    connections, users = presence_keys(prefix, other)
+    for internal in (connections, users, presence_events_channel(other)):
+        assert channel != internal
+        assert is_internal(internal, prefix)
+    assert not is_internal(channel, prefix)
+    if channel != other:
+        assert presence_keys(prefix, channel)[0] != connections
+        assert presence_events_channel(channel) != presence_events_channel(other)
+
+
+def _hash_tag(key: str) -> str:
+    # Redis Cluster's rule: the text between the first "{" and the next "}", if not empty.
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+@given(prefixes, st.sampled_from(AUDIENCES), st.text(max_size=8), st.text(min_size=1, max_size=8))
+def test_presence_keys_of_a_channel_share_a_hash_slot(prefix, audience, name, facility) -> None:
+    """Braces in a facility or name ({x}) cannot split a channel's presence over two slots."""
+    channel = channel_name(prefix, audience, facility, name or "n")
+    connections, users = presence_keys(prefix, channel)
+    assert _hash_tag(connections) == _hash_tag(users)
+    assert "{" not in brace_quote(channel) and "}" not in brace_quote(channel)
+
+
+def test_presence_keys_spelled_out() -> None:
+    assert presence_keys(None, "broadcast:chat") == (
+        "@{broadcast:chat}:connections",
+        "@{broadcast:chat}:users",
+    )
+    assert presence_keys("p", "p:group:a{b}:chat")[0] == "p:@{p:group:a%7Bb%7D:chat}:connections"
+    assert presence_events_channel("broadcast:chat") == "broadcast:chat:@presence"

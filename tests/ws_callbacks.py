@@ -120,3 +120,8 @@ class FailingSubscriber(RedisSubscriber):
 
     def get_persisted_messages(self) -> list[Any]:
         raise RuntimeError("failing on purpose, after subscribing")
+
+
+def no_broadcast_subscription(request: Any, channels: list[str]) -> set[str]:
+    """Everything but subscribe-broadcast (presence tests: no presence shown for it)."""
+    return set(channels) - {"subscribe-broadcast"}

@@ -16,7 +16,10 @@ SUBSCRIBE_FLAGS = tuple(f"subscribe-{audience}" for audience in AUDIENCES)
 PUBLISH_FLAGS = tuple(f"publish-{audience}" for audience in AUDIENCES)
 ECHO_FLAG = "echo"
 RECOVER_FLAG = "recover"
-KNOWN_FLAGS = frozenset((*SUBSCRIBE_FLAGS, *PUBLISH_FLAGS, ECHO_FLAG, RECOVER_FLAG))
+PRESENCE_FLAG = "presence"  # see presence.py: who is present on the subscribed channels
+# Flags that name no channel: not handed to WS4REDIS_ALLOWED_CHANNELS, never dropped by it.
+MODE_FLAGS = (ECHO_FLAG, RECOVER_FLAG, PRESENCE_FLAG)
+KNOWN_FLAGS = frozenset((*SUBSCRIBE_FLAGS, *PUBLISH_FLAGS, *MODE_FLAGS))
 
 # Session key under which the Django app keeps the user's group names (the same as ws4redis).
 SESSION_GROUPS_KEY = "ws4redis:memberof"
@@ -104,7 +107,7 @@ class ChannelPlan:
         labels: dict[str, str] = {}
         flags = list(flags)
         for flag in flags:
-            if flag in (ECHO_FLAG, RECOVER_FLAG):
+            if flag in MODE_FLAGS:
                 continue
             action, audience = flag.split("-", 1)
             names = identity.names(audience)

@@ -11,6 +11,10 @@ Three forms, all bytes:
 - A *history envelope*, ``\\x00ws4r\\x00EPOCH\\x00ID\\x00PAYLOAD``, where PAYLOAD is bare or
   typed, published by the history script (history.py) with the message's stream position.
 
+- A *presence envelope*, ``\x00ws4p\x00JSON``: join/leave events of a channel (presence.py),
+  published only on the channel's events channel (keys.presence_events_channel), which no
+  client can publish on; websockets that did not ask for presence never subscribe to it.
+
 Whatever starts with ``\\x00ws4`` and does not parse is malformed (``MalformedEnvelope``); the
 hub drops it, logs and counts it, and tells websockets that track positions to resync.
 """
@@ -23,6 +27,7 @@ MARK = b"\x00ws4"
 TEXT = b"\x00ws4t\x00"
 BINARY = b"\x00ws4b\x00"
 HISTORY = b"\x00ws4r\x00"
+PRESENCE = b"\x00ws4p\x00"
 
 # An epoch is drawn by history.new_epoch (8 hex digits); a stream ID is MILLIS-SEQ.
 _POSITION = re.compile(rb"[0-9a-f]{1,16}\x00[0-9]{1,20}-[0-9]{1,20}\Z")
@@ -95,3 +100,25 @@ def open_history(data: bytes) -> tuple[bytes, bytes]:
 def is_history(data: bytes) -> bool:
     """Whether ``data`` is a history envelope (checked before ``open_history``)."""
     return data.startswith(HISTORY)
+
+
+def wrap_presence(event: bytes) -> bytes:
+    """A presence envelope around ``event`` (JSON written by presence.py)."""
+    return PRESENCE + event
+
+
+def is_presence(data: bytes) -> bool:
+    """Whether ``data`` is a presence envelope."""
+    return data.startswith(PRESENCE)
+
+
+def open_presence(data: bytes) -> bytes:
+    """The event inside a presence envelope.
+
+    Raises:
+        MalformedEnvelope: not a presence envelope, or its event is not a JSON object.
+    """
+    event = data[len(PRESENCE) :]
+    if not is_presence(data) or event[:1] != b"{" or event[-1:] != b"}":
+        raise MalformedEnvelope(f"malformed presence envelope {data[:40]!r}")
+    return event

@@ -19,10 +19,17 @@ import gevent.lock
 import redis
 
 from . import stats
-from .envelope import MalformedEnvelope, is_history, open_history, unwrap
+from .envelope import (
+    MalformedEnvelope,
+    is_history,
+    is_presence,
+    open_history,
+    open_presence,
+    unwrap,
+)
 from .exceptions import ServiceUnavailable
 from .keys import loggable
-from .outgoing import Outgoing
+from .outgoing import Outgoing, PresenceFrame
 
 logger = logging.getLogger("ws4redis_gevent.hub")
 
@@ -337,6 +344,8 @@ _LOG_MALFORMED = frozenset((1, 10, 100))
 
 
 def _unwrap(data: bytes, channel: bytes) -> Outgoing:
+    if is_presence(data):
+        return PresenceFrame(open_presence(data), channel)
     position = None
     if is_history(data):
         data, position = open_history(data)

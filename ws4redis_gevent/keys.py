@@ -8,7 +8,8 @@ Channel names are ws4redis' (wire compatible)::
     [PREFIX:]session:KEY:FACILITY
 
 A channel's last message is stored under the channel's own name (as ws4redis does). Everything
-else this library keeps in Redis is an *internal key*: ``CHANNEL:@SUFFIX`` beside a channel.
+else this library keeps in Redis is an *internal key*: ``CHANNEL:@SUFFIX`` beside a channel, or
+``[PREFIX:]@{TAG}:NAME`` for keys that a Redis Cluster must keep in one hash slot (presence).
 
 Why no name a client chooses can reach an internal key:
 
@@ -21,6 +22,12 @@ Why no name a client chooses can reach an internal key:
    after the prefix) tells them apart across audiences.
 3. Distinct (audience, name, facility) triples give distinct channels, since quoting is
    reversible and the parts are separated by ``:``.
+
+4. A presence key starts with ``[PREFIX:]@``, where a channel starts with its audience. Its
+   ``{TAG}`` is the whole channel with ``%``, ``{`` and ``}`` percent-encoded (``brace_quote``):
+   it holds no brace, so every key of one channel's presence hashes to the same cluster slot
+   (the text up to the first ``}`` is the same in all of them), and distinct channels give
+   distinct tags.
 
 The facility comes from the URL: ``check_facility`` refuses what no channel should carry
 (control characters, too long) before anything reaches Redis.
@@ -36,7 +43,10 @@ AUDIENCES = ("broadcast", "user", "group", "session")
 STAMP_SUFFIX = ":@published"  # when the stored message was stored (ns since the epoch)
 HISTORY_SUFFIX = ":@history"  # the channel's history stream (opt-in, see history.py)
 EPOCH_SUFFIX = ":@epoch"  # which life of that history the positions belong to
-INTERNAL_SUFFIXES = (STAMP_SUFFIX, HISTORY_SUFFIX, EPOCH_SUFFIX)
+PRESENCE_EVENTS_SUFFIX = ":@presence"  # pub/sub only: join/leave events of the channel
+INTERNAL_SUFFIXES = (STAMP_SUFFIX, HISTORY_SUFFIX, EPOCH_SUFFIX, PRESENCE_EVENTS_SUFFIX)
+PRESENCE_CONNECTIONS = "connections"  # sorted set: connection -> when it expires
+PRESENCE_USERS = "users"  # hash: user -> connection count (and "@v", the change counter)
 
 DEFAULT_MAX_FACILITY_LENGTH = 128
 
@@ -98,17 +108,40 @@ def epoch_key(channel: str) -> str:
     return channel + EPOCH_SUFFIX
 
 
+def brace_quote(channel: str) -> str:
+    """A channel as a cluster hash tag: ``%``, ``{`` and ``}`` percent-encoded (reversible)."""
+    if "%" in channel or "{" in channel or "}" in channel:
+        return channel.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return channel
+
+
+def presence_keys(prefix: str | None, channel: str) -> tuple[str, str]:
+    """The presence keys of ``channel``: (connections sorted set, users hash), one slot."""
+    head = f"{prefix}:@" if prefix else "@"
+    tag = "{" + brace_quote(channel) + "}"
+    return f"{head}{tag}:{PRESENCE_CONNECTIONS}", f"{head}{tag}:{PRESENCE_USERS}"
+
+
+def presence_events_channel(channel: str) -> str:
+    """The pub/sub channel carrying join/leave events of ``channel`` (no key is stored)."""
+    return channel + PRESENCE_EVENTS_SUFFIX
+
+
 def health_channel(prefix: str | None) -> str:
     """The channel the health endpoint keeps subscribed (nobody publishes on it). Its first
     part is no audience, so no channel a client can name is this one."""
     return f"{prefix}:ws4redis:@health" if prefix else "ws4redis:@health"
 
 
-def is_internal(key: str) -> bool:
+def is_internal(key: str, prefix: str | None = None) -> bool:
     """Whether ``key`` is one of this library's internal keys (not a channel).
 
     The suffix alone does not tell: a facility (or user) may be named ``@history``, and
-    ``broadcast:@history`` is a channel. An internal key is a whole channel plus the suffix."""
+    ``broadcast:@history`` is a channel. An internal key is a whole channel plus the suffix,
+    or a presence key, which starts with ``[PREFIX:]@`` where channels start with their
+    audience."""
+    if key.startswith(f"{prefix}:@" if prefix else "@"):
+        return True
     if not key.endswith(INTERNAL_SUFFIXES):
         return False
     parts = key.rpartition(":")[0].split(":")

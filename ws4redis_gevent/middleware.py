@@ -21,7 +21,7 @@ import redis
 from . import integration, stats
 from . import settings as settings_module
 from .backends import Backend, select_backend
-from .channels import ECHO_FLAG, RECOVER_FLAG, parse_flags, parse_since
+from .channels import MODE_FLAGS, PRESENCE_FLAG, RECOVER_FLAG, parse_flags, parse_since
 from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
 from .handshake import check_handshake
 from .hosts import LOOPBACK_HOSTS, HostPolicy
@@ -140,8 +140,9 @@ class WebsocketMiddleware:
             logger.debug("dropped %s for an anonymous or sessionless client", plan.dropped)
         outbox = Outbox(self.settings.max_pending_messages)
         recovering = RECOVER_FLAG in flags
-        if recovering:
-            outbox.labels = {ch.encode(): label.encode() for ch, label in plan.labels.items()}
+        if recovering or PRESENCE_FLAG in flags:
+            # Tagged frames, which presence frames (``!presence LABEL``) cannot be mistaken for.
+            outbox.labels = _frame_labels(subscriber, plan)
         # Subscribe first and read the stored messages afterwards: a message published in
         # between is then delivered live rather than lost.
         subscriber.subscribe(outbox)
@@ -151,6 +152,8 @@ class WebsocketMiddleware:
                 initial, skip = subscriber.get_recovery_messages(since)
             else:
                 initial, skip = subscriber.get_persisted_messages(), None
+            if isinstance(subscriber, RedisSubscriber):
+                initial = subscriber.get_presence_frames() + initial
         except (redis.RedisError, OSError) as exc:
             subscriber.release()
             raise ServiceUnavailable(f"cannot read stored messages: {exc}") from exc
@@ -209,8 +212,8 @@ class WebsocketMiddleware:
         if self.allowed_channels is None:
             return flags
         # As in ws4redis, the callback sees the subscribe/publish flags; echo is not a channel.
-        echo = [flag for flag in flags if flag in (ECHO_FLAG, RECOVER_FLAG)]
-        channels = [flag for flag in flags if flag not in (ECHO_FLAG, RECOVER_FLAG)]
+        echo = [flag for flag in flags if flag in MODE_FLAGS]
+        channels = [flag for flag in flags if flag not in MODE_FLAGS]
         allowed = self._guarded(self.allowed_channels, request, channels)
         if allowed is None:  # ws4redis' callbacks may only raise, or return nothing
             return flags
@@ -394,6 +397,12 @@ def _facility_matcher(patterns: Iterable[str] | None) -> Callable[[str], bool] |
     names = frozenset(p for p in patterns if not any(c in p for c in "*?["))
     globs = [re.compile(fnmatch.translate(p)) for p in patterns if p not in names]
     return lambda facility: facility in names or any(g.match(facility) for g in globs)
+
+
+def _frame_labels(subscriber: Any, plan: Any) -> dict[bytes, bytes]:
+    if isinstance(subscriber, RedisSubscriber):
+        return subscriber.frame_labels()
+    return {ch.encode(): label.encode() for ch, label in plan.labels.items()}
 
 
 def _too_many() -> ServiceUnavailable:

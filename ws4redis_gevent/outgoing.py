@@ -54,3 +54,31 @@ def _encode(payload: bytes, binary: bool | None) -> bytes:
     if binary is None:
         return encode_message(payload)
     return encode_frame(Opcode.BINARY if binary else Opcode.TEXT, payload)
+
+
+PRESENCE_HEAD = b"!presence "
+
+
+class PresenceFrame(Outgoing):
+    """Presence of a channel (a list, or join/leave events) for websockets that asked for it.
+
+    Sent as ``!presence LABEL\\nJSON`` in a text frame, beside tagged messages
+    (``LABEL POSITION\\nPAYLOAD``), whose labels never start with ``!``: no message a publisher
+    sends can pass for it.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, event: bytes, channel: bytes | None = None) -> None:
+        super().__init__(event, channel, binary=False)
+
+    @property
+    def frame(self) -> bytes:
+        return self.tagged_frame(b"-")
+
+    def tagged_frame(self, label: bytes) -> bytes:
+        tagged = self._tagged
+        if tagged is None or tagged[0] != label:
+            frame = _encode(PRESENCE_HEAD + label + b"\n" + self.payload, False)
+            tagged = self._tagged = (label, frame)
+        return tagged[1]

@@ -26,7 +26,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import gevent.event
@@ -653,6 +653,15 @@ PING_FRAME = encode_frame(Opcode.PING, b"ws4redis")
 MIN_TICK = 0.01
 
 
+class Timer(Protocol):
+    """What the Keepalive calls: ``tick(now)`` returns when to be called next, never blocks;
+    a ``finished`` timer is dropped."""
+
+    finished: bool
+
+    def tick(self, now: float) -> float: ...
+
+
 class Keepalive:
     """The timers of every websocket of the process, in one greenlet.
 
@@ -663,12 +672,12 @@ class Keepalive:
 
     def __init__(self) -> None:
         # Weak references: a closed websocket is released at once, not when next due.
-        self._heap: list[tuple[float, int, weakref.ref[Relay]]] = []
+        self._heap: list[tuple[float, int, weakref.ref[Timer]]] = []
         self._order = itertools.count()
         self._wake = gevent.event.Event()
         self._greenlet: gevent.Greenlet | None = None
 
-    def add(self, relay: Relay) -> None:
+    def add(self, relay: Timer) -> None:
         due = relay.tick(time.monotonic())
         if not self._heap or due < self._heap[0][0]:
             self._wake.set()
@@ -702,6 +711,11 @@ class Keepalive:
 
 
 _keepalive = Keepalive()
+
+
+def schedule_timer(timer: Timer) -> None:
+    """Have the process's Keepalive call ``timer.tick`` (held weakly, until it finishes)."""
+    _keepalive.add(timer)
 
 
 def announce_resync(hub: Hub) -> None:

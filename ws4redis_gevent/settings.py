@@ -54,6 +54,7 @@ class Settings:
     metrics_url: str | None = None
     health_url: str | None = None
     log_user: bool = True
+    presence: dict[str, dict[str, float]] | str | None = None
 
     def __post_init__(self) -> None:
         url = self.websocket_url
@@ -92,6 +93,7 @@ class Settings:
                 raise ImproperlyConfigured(f"{django_name(name)} must be None or a path ('/...')")
         if self.metrics_url is not None and not self.metrics:
             raise ImproperlyConfigured("WS4REDIS_METRICS_URL needs WS4REDIS_METRICS = True")
+        _check_presence(self.presence)
         if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
             raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
 
@@ -106,6 +108,30 @@ class Settings:
 _POSITIVE = ("ping_interval", "ping_timeout", "max_pending_messages", "max_facility_length")
 # None turns these off (no rate limit, no connection limit, waiting for Redis without a limit).
 _POSITIVE_OR_NONE = ("publish_rate", "max_connections", "subscribe_timeout")
+
+
+_PRESENCE_OPTIONS = ("ttl", "events_interval")
+
+
+def _check_presence(setting: Any) -> None:
+    # None, "*", or {facility or "*": {"ttl": seconds, "events_interval": seconds}}.
+    if setting is None or setting == "*":
+        return
+    usage = 'WS4REDIS_PRESENCE: "*", or {"facility": {"ttl": 30, "events_interval": 1.0}}'
+    if not isinstance(setting, dict):
+        raise ImproperlyConfigured(f"{usage}, not {setting!r}")
+    for facility, options in setting.items():
+        if not isinstance(facility, str) or not isinstance(options, dict):
+            raise ImproperlyConfigured(f"{usage}; got {facility!r}: {options!r}")
+        unknown = set(options) - set(_PRESENCE_OPTIONS)
+        if unknown:
+            raise ImproperlyConfigured(f"{usage}; unknown option(s) {sorted(unknown)}")
+        for name in _PRESENCE_OPTIONS:
+            value = options.get(name, 1.0)
+            if not _is_number(value) or not value > 0:
+                raise ImproperlyConfigured(
+                    f"WS4REDIS_PRESENCE[{facility!r}][{name!r}] must be a positive number"
+                )
 
 
 def _is_number(value: Any) -> bool:

@@ -7,12 +7,22 @@ from typing import Any
 
 import redis
 
-from .channels import ChannelPlan, parse_flags
+from .channels import ANONYMOUS, PRESENCE_FLAG, ChannelPlan, Identity, parse_flags
+from .exceptions import ServiceUnavailable
 from .history import entry_id, history_config, latest, recover
 from .hub import HubInterface, Sink
 from .hubs import get_hub
 from .identity import identity_from_request
+from .keys import presence_events_channel
 from .outgoing import Outgoing
+from .presence import (
+    PresenceConfig,
+    new_connection_id,
+    presence_config,
+    presence_frames,
+    presence_token,
+    tracker,
+)
 from .redis_store import RedisStore, read_stored
 from .settings import Settings
 
@@ -40,6 +50,11 @@ class RedisSubscriber(RedisStore):
         self._sink: Sink | None = None
         self._channels: tuple[bytes, ...] = ()
         self._channels_of: ChannelPlan | None = None
+        self._identity: Identity = ANONYMOUS
+        self.wants_presence = False
+        self.connection_id = new_connection_id()
+        self._present: tuple[str, ...] = ()  # channels this websocket is present on
+        self._presence_lists: dict[str, bytes] = {}
 
     @property
     def hub(self) -> HubInterface:
@@ -56,9 +71,11 @@ class RedisSubscriber(RedisStore):
         """
         self.facility = request.facility
         flags = parse_flags("&".join(channels))
+        self._identity = identity_from_request(request)
         self.plan = ChannelPlan.resolve(
-            flags, request.facility, identity_from_request(request), self.settings.prefix
+            flags, request.facility, self._identity, self.settings.prefix
         )
+        self.wants_presence = PRESENCE_FLAG in flags and self.presence is not None
         self._publishers = list(self.plan.publish)
         return self.plan
 
@@ -71,10 +88,48 @@ class RedisSubscriber(RedisStore):
             self._channels_of = plan
         return self._channels
 
+    @property
+    def presence(self) -> PresenceConfig | None:
+        """The presence of this websocket's facility (WS4REDIS_PRESENCE), or None."""
+        return presence_config(self.settings.presence, self.facility)
+
+    @property
+    def _events_channels(self) -> tuple[bytes, ...]:
+        # The join/leave events of the subscribed channels, for websockets that asked.
+        if not self.wants_presence:
+            return ()
+        return tuple(presence_events_channel(ch).encode() for ch in self.plan.subscribe)
+
+    def frame_labels(self) -> dict[bytes, bytes]:
+        """The label of each channel in tagged frames (recovery and presence modes)."""
+        labels = {ch.encode(): label.encode() for ch, label in self.plan.labels.items()}
+        for channel, label in self.plan.labels.items():
+            labels[presence_events_channel(channel).encode()] = label.encode()
+        return labels
+
     def subscribe(self, sink: Sink) -> None:
-        """Route this websocket's channels to ``sink``; returns once Redis confirmed them."""
+        """Route this websocket's channels to ``sink``; returns once Redis confirmed them.
+
+        On a facility with presence, the websocket is then present on its channels."""
         self._sink = sink
-        self.hub.subscribe(self.subscribed_channels, sink, self.settings.subscribe_timeout)
+        channels = self.subscribed_channels + self._events_channels
+        self.hub.subscribe(channels, sink, self.settings.subscribe_timeout)
+        config = self.presence
+        if config is None or not self.plan.subscribe:
+            return
+        member = self.connection_id + " " + presence_token(self._identity, self.connection_id)
+        try:
+            self._presence_lists = tracker(self._connection, self.settings).enter(
+                self.plan.subscribe, member, config, snapshot=self.wants_presence
+            )
+        except (redis.RedisError, OSError) as exc:
+            self.release()
+            raise ServiceUnavailable(f"cannot record presence: {exc}") from exc
+        self._present = self.plan.subscribe
+
+    def get_presence_frames(self) -> list[Outgoing]:
+        """For a websocket that asked (``?presence``): the users of each of its channels."""
+        return list(presence_frames(self._presence_lists))
 
     def get_persisted_messages(self) -> list[Outgoing]:
         """The stored last message of each subscribed channel, oldest first."""
@@ -124,6 +179,10 @@ class RedisSubscriber(RedisStore):
 
     def release(self) -> None:
         """Unsubscribe this websocket; the hub releases channels nobody else wants."""
+        if self._present:
+            member = self.connection_id + " " + presence_token(self._identity, self.connection_id)
+            tracker(self._connection, self.settings).leave(self._present, member)
+            self._present = ()
         if self._sink is not None:
-            self.hub.unsubscribe(self.subscribed_channels, self._sink)
+            self.hub.unsubscribe(self.subscribed_channels + self._events_channels, self._sink)
             self._sink = None

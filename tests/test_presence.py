@@ -1,0 +1,182 @@
+"""Presence (WS4REDIS_PRESENCE): who is on a channel, join/leave events, no ghosts after a crash.
+
+Real server processes, a real redis-server, real websocket clients.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from typing import Any
+
+import pytest
+import redis
+from conftest import wait_for
+from redis_server import pubsub_channels
+from websockets.exceptions import InvalidStatus
+
+from ws4redis_gevent.presence import Present, get_presence
+from ws4redis_gevent.publisher import RedisPublisher
+from ws4redis_gevent.settings import Settings
+
+TOKEN_AUTH = "ws_callbacks.token_auth"
+FAST = {"foobar": {"ttl": 2, "events_interval": 0.05}}
+SUB = "/ws/foobar?subscribe-broadcast"
+WATCH = SUB + "&presence"
+
+
+def settings(redis_url: str, presence: Any = None) -> Settings:
+    return Settings(connection=redis_url, presence=presence or FAST)
+
+
+def who(redis_url: str, presence: Any = None) -> list[tuple[str, bool, int]]:
+    found = get_presence("foobar", settings=settings(redis_url, presence))
+    return [(p.name, p.anonymous, p.connections) for p in found]
+
+
+def presence_frame(ws, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
+    """The next frame, which must be a presence frame: (label, event)."""
+    frame = ws.recv(timeout=timeout)
+    assert isinstance(frame, str) and frame.startswith("!presence "), frame
+    head, _, body = frame.partition("\n")
+    return head[len("!presence ") :], json.loads(body)
+
+
+def names(users: list[dict[str, Any]]) -> set[str]:
+    return {user["name"] for user in users}
+
+
+def next_event_with(ws, kind: str, name: str) -> dict[str, Any]:
+    """Read presence events until one lists ``name`` under ``kind`` (joined or left)."""
+    while True:
+        label, event = presence_frame(ws, timeout=10)
+        if name in names(event.get(kind, [])):
+            return event
+
+
+def test_tabs_of_one_user_count_once_and_a_clean_close_removes_at_once(start_server, redis_url):
+    """Two tabs of john, one of mary: two users, john with 2 connections; closing one tab
+    leaves john with 1, closing the last removes him, before any expiry."""
+    server = start_server(process_request=TOKEN_AUTH, presence={"foobar": {"ttl": 60}})
+    presence = {"foobar": {"ttl": 60}}
+    with server.connect(SUB + "&token=t-john") as tab1, server.connect(SUB + "&token=t-mary"):
+        with server.connect(SUB + "&token=t-john"):
+            assert who(redis_url, presence) == [("john", False, 2), ("mary", False, 1)]
+            found = get_presence("foobar", settings=settings(redis_url, presence))
+            assert len(found[0].connection_ids) == 2
+        wait_for(lambda: who(redis_url, presence) == [("john", False, 1), ("mary", False, 1)])
+        tab1.close()
+        wait_for(lambda: who(redis_url, presence) == [("mary", False, 1)])
+    wait_for(lambda: who(redis_url, presence) == [])
+    with redis.Redis.from_url(redis_url) as client:
+        wait_for(lambda: client.hgetall("@{broadcast:foobar}:users").keys() <= {b"@v"})
+
+
+def test_anonymous_visitors_are_present_by_a_digest_of_their_session(start_server, redis_url):
+    """Without a user, a connection is anonymous: never its session key, a digest of it."""
+    server = start_server(process_request=TOKEN_AUTH, presence=FAST)
+    with server.connect(SUB):
+        [(name, anonymous, connections)] = who(redis_url)
+        assert anonymous and connections == 1 and len(name) == 12
+
+
+def test_a_watcher_gets_the_list_then_join_and_leave_events(start_server, redis_url):
+    """``?presence``: the list first (``!presence LABEL\\nJSON``), then coalesced events;
+    messages come tagged as in recovery mode."""
+    server = start_server(process_request=TOKEN_AUTH, presence=FAST)
+    with server.connect(SUB + "&token=t-mary"), server.connect(WATCH + "&token=t-john") as ws:
+        label, first = presence_frame(ws)
+        assert label == "broadcast"
+        assert first["users"] == [
+            {"name": "john", "anonymous": False, "connections": 1},
+            {"name": "mary", "anonymous": False, "connections": 1},
+        ]
+        with server.connect(SUB + "&token=t-alice"):
+            joined = next_event_with(ws, "joined", "alice")
+            [alice] = [user for user in joined["joined"] if user["name"] == "alice"]
+            assert alice["v"] > first["v"]  # newer than the list: clients apply it
+        next_event_with(ws, "left", "alice")
+        RedisPublisher(facility="foobar", broadcast=True, settings=settings(redis_url)).publish_message(
+            "hello"
+        )
+        assert ws.recv(timeout=5) == "broadcast -\nhello"
+
+
+def test_clients_that_did_not_ask_never_see_presence(start_server, redis_url):
+    """A plain subscriber gets the messages, bare, and nothing of others joining or leaving."""
+    server = start_server(process_request=TOKEN_AUTH, presence=FAST)
+    with server.connect(SUB + "&token=t-mary") as plain:
+        with server.connect(WATCH + "&token=t-john") as watcher:
+            presence_frame(watcher)
+        wait_for(lambda: who(redis_url) == [("mary", False, 1)])
+        RedisPublisher(facility="foobar", broadcast=True, settings=settings(redis_url)).publish_message(
+            "marker"
+        )
+        assert plain.recv(timeout=5) == "marker"
+        # Only the watcher subscribed to the events channel; released once it left (and the
+        # hub's linger ended), while the plain subscriber is still there.
+        wait_for(lambda: not any(ch.endswith(b":@presence") for ch in pubsub_channels_of(redis_url)))
+        assert b"broadcast:foobar" in pubsub_channels_of(redis_url)
+
+
+def pubsub_channels_of(redis_url: str) -> list[bytes]:
+    with redis.Redis.from_url(redis_url) as client:
+        return client.pubsub_channels()
+
+
+def test_a_sigkilled_worker_leaves_no_ghost_beyond_the_ttl(start_server, redis_url):
+    """Worker A is killed with SIGKILL: its users vanish from queries within ttl (2 s here)
+    and watchers on worker B get their leave events (B's refresh removes them)."""
+    victim = start_server(process_request=TOKEN_AUTH, presence=FAST)
+    survivor = start_server(process_request=TOKEN_AUTH, presence=FAST)
+    ghost = victim.connect(SUB + "&token=t-alice")
+    try:
+        with survivor.connect(WATCH + "&token=t-john") as watcher:
+            _, first = presence_frame(watcher)
+            assert names(first["users"]) == {"alice", "john"}
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.proc.wait(timeout=10)
+            wait_for(lambda: who(redis_url) == [("john", False, 1)], timeout=10)
+            next_event_with(watcher, "left", "alice")
+    finally:
+        ghost.close_socket()
+
+
+def test_presence_is_only_shown_for_channels_the_client_may_subscribe_to(start_server, redis_url):
+    """ALLOWED_CHANNELS dropping subscribe-broadcast: no list, no events, not present; a
+    refused handshake (403) shows nothing either."""
+    server = start_server(
+        process_request=TOKEN_AUTH,
+        presence=FAST,
+        allowed_channels="ws_callbacks.no_broadcast_subscription",
+    )
+    with server.connect(SUB + "&token=t-mary"):
+        pass
+    with server.connect(WATCH + "&subscribe-user&token=t-john") as ws:
+        label, event = presence_frame(ws)
+        assert label == "user"  # only the channel it may subscribe to: its own
+        assert event["users"] == [{"name": "john", "anonymous": False, "connections": 1}]
+        ws.send("x")  # nothing is published (no publish flag): the next frame shows no leak
+        assert who(redis_url) == []
+    denied = start_server(process_request=TOKEN_AUTH, presence=FAST, allowed_channels="ws_callbacks.deny")
+    with pytest.raises(InvalidStatus) as refused, denied.connect(WATCH + "&token=t-john"):
+        pass
+    assert refused.value.response.status_code == 403
+
+
+def test_facilities_without_presence_ignore_the_flag(start_server, redis_url):
+    """No presence for this facility: ``?presence`` changes nothing, nothing is kept."""
+    server = start_server(process_request=TOKEN_AUTH, presence={"other": {}})
+    with server.connect(WATCH + "&token=t-john") as ws:
+        RedisPublisher(facility="foobar", broadcast=True, settings=settings(redis_url)).publish_message(
+            "bare"
+        )
+        assert ws.recv(timeout=5) == "broadcast -\nbare"
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.keys("@*") == []
+    with pytest.raises(ValueError):
+        get_presence("foobar", settings=Settings(connection=redis_url, presence={"other": {}}))
+
+
+def test_present_is_a_small_value() -> None:
+    assert Present("a", False, 2).as_json() == {"name": "a", "anonymous": False, "connections": 2}
