@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from ws4redis_gevent.keys import (
     AUDIENCES,
     InvalidName,
+    brace_quote,
     channel_name,
     check_facility,
-    brace_quote,
     epoch_key,
     history_key,
     is_internal,

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import redis
 from conftest import wait_for
-from redis_server import pubsub_channels
 from websockets.exceptions import InvalidStatus
 
 from ws4redis_gevent.presence import Present, get_presence
@@ -40,6 +39,11 @@ def presence_frame(ws, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
     assert isinstance(frame, str) and frame.startswith("!presence "), frame
     head, _, body = frame.partition("\n")
     return head[len("!presence ") :], json.loads(body)
+
+
+def publish(redis_url: str, message: str) -> None:
+    publisher = RedisPublisher(facility="foobar", broadcast=True, settings=settings(redis_url))
+    publisher.publish_message(message)
 
 
 def names(users: list[dict[str, Any]]) -> set[str]:
@@ -96,9 +100,9 @@ def test_a_watcher_gets_the_list_then_join_and_leave_events(start_server, redis_
             [alice] = [user for user in joined["joined"] if user["name"] == "alice"]
             assert alice["v"] > first["v"]  # newer than the list: clients apply it
         next_event_with(ws, "left", "alice")
-        RedisPublisher(facility="foobar", broadcast=True, settings=settings(redis_url)).publish_message(
-            "hello"
-        )
+        RedisPublisher(
+            facility="foobar", broadcast=True, settings=settings(redis_url)
+        ).publish_message("hello")
         assert ws.recv(timeout=5) == "broadcast -\nhello"
 
 
@@ -109,13 +113,15 @@ def test_clients_that_did_not_ask_never_see_presence(start_server, redis_url):
         with server.connect(WATCH + "&token=t-john") as watcher:
             presence_frame(watcher)
         wait_for(lambda: who(redis_url) == [("mary", False, 1)])
-        RedisPublisher(facility="foobar", broadcast=True, settings=settings(redis_url)).publish_message(
-            "marker"
-        )
+        RedisPublisher(
+            facility="foobar", broadcast=True, settings=settings(redis_url)
+        ).publish_message("marker")
         assert plain.recv(timeout=5) == "marker"
         # Only the watcher subscribed to the events channel; released once it left (and the
         # hub's linger ended), while the plain subscriber is still there.
-        wait_for(lambda: not any(ch.endswith(b":@presence") for ch in pubsub_channels_of(redis_url)))
+        wait_for(
+            lambda: not any(ch.endswith(b":@presence") for ch in pubsub_channels_of(redis_url))
+        )
         assert b"broadcast:foobar" in pubsub_channels_of(redis_url)
 
 
@@ -158,7 +164,9 @@ def test_presence_is_only_shown_for_channels_the_client_may_subscribe_to(start_s
         assert event["users"] == [{"name": "john", "anonymous": False, "connections": 1}]
         ws.send("x")  # nothing is published (no publish flag): the next frame shows no leak
         assert who(redis_url) == []
-    denied = start_server(process_request=TOKEN_AUTH, presence=FAST, allowed_channels="ws_callbacks.deny")
+    denied = start_server(
+        process_request=TOKEN_AUTH, presence=FAST, allowed_channels="ws_callbacks.deny"
+    )
     with pytest.raises(InvalidStatus) as refused, denied.connect(WATCH + "&token=t-john"):
         pass
     assert refused.value.response.status_code == 403
@@ -168,9 +176,9 @@ def test_facilities_without_presence_ignore_the_flag(start_server, redis_url):
     """No presence for this facility: ``?presence`` changes nothing, nothing is kept."""
     server = start_server(process_request=TOKEN_AUTH, presence={"other": {}})
     with server.connect(WATCH + "&token=t-john") as ws:
-        RedisPublisher(facility="foobar", broadcast=True, settings=settings(redis_url)).publish_message(
-            "bare"
-        )
+        RedisPublisher(
+            facility="foobar", broadcast=True, settings=settings(redis_url)
+        ).publish_message("bare")
         assert ws.recv(timeout=5) == "broadcast -\nbare"
     with redis.Redis.from_url(redis_url) as client:
         assert client.keys("@*") == []

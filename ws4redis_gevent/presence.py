@@ -200,8 +200,8 @@ class _Update:
     def run(
         self, add: Sequence[str] = (), remove: Sequence[str] = (), snapshot: int = 0
     ) -> tuple[list[str], list[Any], list[Any]]:
-        args = [self.ttl, len(add), snapshot, *add, *remove]
-        changes, users, members = self.client.eval(_UPDATE_LUA, 2, *self.keys, *args)  # type: ignore[misc]
+        args: list[Any] = [self.ttl, len(add), snapshot, *add, *remove]
+        changes, users, members = self.client.eval(_UPDATE_LUA, 2, *self.keys, *args)
         return [_text(c) for c in changes], users, members
 
 
@@ -292,7 +292,9 @@ class PresenceTracker:
         update = _Update(self._client, self._prefix, channel, config.ttl)
         try:
             for start in range(0, max(len(add), len(remove)), CHUNK):
-                changes, _, _ = update.run(add[start : start + CHUNK], remove[start : start + CHUNK])
+                changes, _, _ = update.run(
+                    add[start : start + CHUNK], remove[start : start + CHUNK]
+                )
                 self._note(channel, changes, config)
         except (redis.RedisError, OSError) as exc:
             # The connections expire by themselves after ttl: no ghost outlives that.

@@ -1,0 +1,117 @@
+"""presence.py's tracker against a real redis-server, in this process: the coalescing of join
+and leave events (a mass reconnect is no event storm), versions, and the settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from channel_monitor import ChannelMonitor
+
+from ws4redis_gevent.envelope import PRESENCE, open_presence
+from ws4redis_gevent.exceptions import ImproperlyConfigured
+from ws4redis_gevent.presence import PresenceConfig, PresenceTracker, presence_config
+from ws4redis_gevent.settings import Settings
+
+CHANNEL = "broadcast:chat"
+LONG = PresenceConfig(ttl=60, events_interval=3600)  # published by hand below
+
+
+def member(i: int, generation: int = 0) -> str:
+    return f"{generation:08x}{i:08x} u:user{i}"
+
+
+def events(monitor: ChannelMonitor) -> list[dict]:
+    found = []
+    while True:
+        try:
+            _, data = monitor.next(timeout=0.5)
+        except AssertionError:
+            return found
+        assert data.startswith(PRESENCE)
+        found.append(json.loads(open_presence(data)))
+
+
+@pytest.fixture
+def tracker(redis_url):
+    made = PresenceTracker(redis.Redis.from_url(redis_url), None)
+    made._scheduled = True  # no Keepalive here: the test drives it
+    yield made
+    for greenlet in (made._publisher, made._remover):
+        if greenlet is not None:
+            greenlet.kill()
+
+
+def publish_now(tracker: PresenceTracker) -> None:
+    if tracker._publisher is not None:
+        tracker._publisher.kill()
+        tracker._publisher = None
+    tracker._publish()
+
+
+def test_a_mass_reconnect_is_one_event_per_channel_and_interval(tracker, redis_url):
+    """1,000 websockets join: one message naming 1,000 users. The worker restarts: 1,000
+    leave and 1,000 connect again within the interval: one message, each user named once,
+    with their latest change (joined)."""
+    with ChannelMonitor(redis_url, CHANNEL + ":@presence") as monitor:
+        for i in range(1000):
+            tracker.enter([CHANNEL], member(i), LONG, snapshot=False)
+        publish_now(tracker)
+        [first] = events(monitor)
+        assert len(first["joined"]) == 1000 and first["left"] == []
+        for i in range(1000):
+            tracker._local[CHANNEL].members.discard(member(i))
+            tracker._run(CHANNEL, LONG, remove=[member(i)])
+        for i in range(1000):
+            tracker.enter([CHANNEL], member(i, 1), LONG, snapshot=False)
+        publish_now(tracker)
+        [second] = events(monitor)
+        assert len(second["joined"]) == 1000 and second["left"] == []
+        assert min(u["v"] for u in second["joined"]) > max(u["v"] for u in first["joined"])
+    assert tracker.published == 2
+
+
+def test_a_second_tab_is_no_event_and_the_last_tab_out_is_one(tracker, redis_url):
+    with ChannelMonitor(redis_url, CHANNEL + ":@presence") as monitor:
+        lists = tracker.enter([CHANNEL], "0000000000000001 u:john", LONG, snapshot=True)
+        assert json.loads(lists[CHANNEL])["users"][0]["connections"] == 1
+        publish_now(tracker)
+        assert [e["joined"][0]["name"] for e in events(monitor)] == ["john"]
+        tracker.enter([CHANNEL], "0000000000000002 u:john", LONG, snapshot=False)
+        publish_now(tracker)
+        assert events(monitor) == []  # john was there already
+        tracker._run(CHANNEL, LONG, remove=["0000000000000001 u:john"])
+        publish_now(tracker)
+        assert events(monitor) == []
+        tracker._run(CHANNEL, LONG, remove=["0000000000000002 u:john"])
+        publish_now(tracker)
+        [left] = events(monitor)
+        assert [u["name"] for u in left["left"]] == ["john"]
+
+
+def test_a_refresh_after_redis_lost_everything_makes_the_process_present_again(tracker, redis_url):
+    """Presence heals itself: the refresh re-adds what a Redis restart (FLUSHALL here) lost."""
+    tracker.enter([CHANNEL], member(1), LONG, snapshot=False)
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    tracker._refresh([CHANNEL])
+    assert client.hget("@{broadcast:chat}:users", "u:user1") == b"1"
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"chat": {"ttl": 0}}, {"chat": {"tll": 3}}, ["chat"], {"chat": 30}, {"chat": {"ttl": "3"}}],
+)
+def test_bad_presence_settings_are_refused(setting) -> None:
+    with pytest.raises(ImproperlyConfigured, match="WS4REDIS_PRESENCE"):
+        Settings(presence=setting)
+
+
+def test_presence_config_per_facility() -> None:
+    assert presence_config("*", "any") == PresenceConfig()
+    assert presence_config({"chat": {"ttl": 9}}, "chat") == PresenceConfig(ttl=9)
+    assert presence_config({"chat": {"ttl": 9}}, "news") is None
+    assert presence_config({"*": {}}, "news") == PresenceConfig()
+    assert presence_config(None, "chat") is None
+    assert PresenceConfig().ttl <= 60  # the default bounds ghosts to a minute at most
