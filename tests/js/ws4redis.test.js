@@ -452,3 +452,73 @@ describe("recovery", () => {
     assert.deepEqual(meta, { label: "broadcast", position: "e1:9-0" });
   });
 });
+
+describe("presence", () => {
+  function presenceClient(t, options = {}) {
+    useFakeTime(t);
+    const received = [];
+    const lists = [];
+    const { client } = makeClient({
+      presence: true,
+      receive_message: (data, meta) => received.push([data, meta]),
+      presence_changed: (label, users) => lists.push([label, users.map((u) => u.name)]),
+      ...options,
+    });
+    FakeWebSocket.last.open();
+    return { client, received, lists };
+  }
+
+  const snapshot = (users, v) =>
+    "!presence broadcast\n" + JSON.stringify({ users, v });
+  const event = (joined, left) =>
+    "!presence broadcast\n" + JSON.stringify({ joined, left });
+  const user = (name, v, anonymous = false) => ({ name, anonymous, v });
+
+  test("asks with the presence flag, and reads tagged messages", (t) => {
+    const { received } = presenceClient(t);
+    assert.equal(FakeWebSocket.last.url, URI + "&presence");
+    assert.equal(FakeWebSocket.last.binaryType, "arraybuffer");
+    FakeWebSocket.last.receive("broadcast -\nhello");
+    assert.deepEqual(received, [["hello", { label: "broadcast", position: "-" }]]);
+  });
+
+  test("the flag goes after ? when the URI has no query", (t) => {
+    useFakeTime(t);
+    WS4Redis({ uri: "ws://example.test/ws/chat", WebSocket: FakeWebSocket, presence: true });
+    assert.equal(FakeWebSocket.last.url, "ws://example.test/ws/chat?presence");
+  });
+
+  test("keeps the list, applies newer joins and leaves, reports changes", (t) => {
+    const { client, lists, received } = presenceClient(t);
+    FakeWebSocket.last.receive(
+      snapshot([{ name: "john", anonymous: false, connections: 2 }], 100),
+    );
+    FakeWebSocket.last.receive(event([user("mary", 101)], [user("john", 102)]));
+    assert.deepEqual(client.get_presence("broadcast"), [
+      { name: "mary", anonymous: false, connections: 1 },
+    ]);
+    assert.deepEqual(lists, [["broadcast", ["john"]], ["broadcast", ["mary"]]]);
+    assert.deepEqual(received, []); // presence frames are not messages
+    assert.deepEqual(client.get_presence("group:x"), []);
+  });
+
+  test("events older than what is known are ignored, in any order", (t) => {
+    const { client, lists } = presenceClient(t);
+    FakeWebSocket.last.receive(snapshot([{ name: "john", anonymous: false, connections: 1 }], 50));
+    FakeWebSocket.last.receive(event([], [user("john", 40)])); // before the list was read
+    FakeWebSocket.last.receive(event([], [user("ann", 60)]));
+    FakeWebSocket.last.receive(event([user("ann", 55)], [])); // arrived late from elsewhere
+    assert.deepEqual(client.get_presence("broadcast").map((u) => u.name), ["john"]);
+    assert.equal(lists.length, 1);
+  });
+
+  test("anonymous visitors come after users; a malformed frame is ignored", (t) => {
+    const { client } = presenceClient(t);
+    FakeWebSocket.last.receive(event([user("3fa2", 5, true), user("zoe", 6)], []));
+    FakeWebSocket.last.receive("!presence broadcast\nnot json");
+    assert.deepEqual(client.get_presence("broadcast"), [
+      { name: "zoe", anonymous: false, connections: 1 },
+      { name: "3fa2", anonymous: true, connections: 1 },
+    ]);
+  });
+});

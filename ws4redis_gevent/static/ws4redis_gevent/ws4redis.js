@@ -46,8 +46,15 @@
  *                          decodeURIComponent(label.slice(6)) gives the group's name.
  *   resync(label)          called when the server cannot recover a channel ("*": all of them,
  *                          after it lost its Redis connection): reload that state another way
+ *   presence               false; true asks who is present on each subscribed channel of a
+ *                          facility with WS4REDIS_PRESENCE (the "presence" flag). Messages then
+ *                          come with {label, position} as in recovery mode.
+ *   presence_changed(label, users)  called with the users present on a channel (label as in
+ *                          recovery mode: "broadcast", "user", "group:NAME"...), each
+ *                          {name, anonymous, connections}, whenever the list changes
  *
  * Methods: send_message(message) -> true if sent, false when not connected;
+ *          get_presence(label) -> the users present on a channel (presence mode), as above;
  *          get_state() -> the readyState (0 connecting, 1 open, 2 closing, 3 closed);
  *          close() -> closes for good (no reconnection).
  */
@@ -80,8 +87,12 @@
     max_reconnect_delay: 30000,
     WebSocket: null,
     recover: false,
-    resync: null
+    resync: null,
+    presence: false,
+    presence_changed: null
   };
+
+  var PRESENCE_HEAD = "!presence ";
 
   // Recovery mode: each message arrives as "LABEL POSITION\nPAYLOAD"; "!resync LABEL" asks the
   // page to reload the state of that channel.
@@ -93,6 +104,70 @@
       }
     }
     return uri + parts.join("");
+  }
+
+  function withFlag(uri, flag) {
+    return uri + (uri.indexOf("?") < 0 ? "?" : "&") + flag;
+  }
+
+  // Presence of one channel: the list the server sent, then join/leave events applied when
+  // newer (by version "v") than what is known of that user, whatever order they arrive in.
+  function PresenceList() {
+    this.version = 0;
+    this.users = {};
+  }
+
+  PresenceList.prototype.reset = function (event) {
+    this.version = event.v || 0;
+    this.users = {};
+    for (var i = 0; i < (event.users || []).length; i++) {
+      var user = event.users[i];
+      this.users[userKey(user)] = {
+        name: user.name, anonymous: !!user.anonymous, connections: user.connections,
+        v: this.version, present: true
+      };
+    }
+  };
+
+  PresenceList.prototype.apply = function (items, present) {
+    var changed = false;
+    for (var i = 0; i < (items || []).length; i++) {
+      var item = items[i];
+      var key = userKey(item);
+      var known = this.users[key];
+      if (item.v <= (known ? known.v : this.version)) continue;  // older than what we know
+      if ((known ? !!known.present : false) === present) {
+        // No change to the list; the version is kept so that older events stay ignored.
+        if (known) known.v = item.v;
+        else this.users[key] = { name: item.name, anonymous: !!item.anonymous, v: item.v };
+        continue;
+      }
+      this.users[key] = {
+        name: item.name, anonymous: !!item.anonymous, connections: 1, v: item.v,
+        present: present
+      };
+      changed = true;
+    }
+    return changed;
+  };
+
+  PresenceList.prototype.list = function () {
+    var found = [];
+    for (var key in this.users) {
+      if (Object.prototype.hasOwnProperty.call(this.users, key) && this.users[key].present) {
+        var user = this.users[key];
+        found.push({ name: user.name, anonymous: user.anonymous, connections: user.connections });
+      }
+    }
+    found.sort(function (a, b) {
+      if (a.anonymous !== b.anonymous) return a.anonymous ? 1 : -1;
+      return a.name < b.name ? -1 : (a.name > b.name ? 1 : 0);
+    });
+    return found;
+  };
+
+  function userKey(user) {
+    return (user.anonymous ? "a:" : "u:") + user.name;
   }
 
   function splitTagged(data) {
@@ -131,6 +206,8 @@
     var missedHeartbeats = 0;
     var closedForGood = false;
     var positions = {};
+    var presence = {};
+    var tagged = opts.recover || opts.presence;
 
     function notify(callback) {
       if (typeof opts[callback] === "function") {
@@ -142,8 +219,9 @@
       reconnectTimer = null;
       notify("connecting");
       try {
-        ws = new WebSocketClass(opts.recover ? withRecovery(opts.uri, positions) : opts.uri);
-        if (opts.recover) {
+        var uri = opts.presence ? withFlag(opts.uri, "presence") : opts.uri;
+        ws = new WebSocketClass(opts.recover ? withRecovery(uri, positions) : uri);
+        if (tagged) {
           ws.binaryType = "arraybuffer";
         }
       } catch (error) {
@@ -170,7 +248,7 @@
       if (opts.heartbeat_msg !== null && event.data === opts.heartbeat_msg) {
         return;
       }
-      if (opts.recover) {
+      if (tagged) {
         onTagged(event.data);
         return;
       }
@@ -178,6 +256,10 @@
     }
 
     function onTagged(data) {
+      if (typeof data === "string" && data.indexOf(PRESENCE_HEAD) === 0) {
+        onPresence(data);
+        return;
+      }
       if (typeof data === "string" && data.indexOf("!resync ") === 0) {
         var channel = data.slice(8);
         if (channel === "*") {
@@ -202,6 +284,28 @@
         positions[label] = position;
       }
       notify("receive_message", tagged.payload, { label: label, position: position });
+    }
+
+    function onPresence(data) {
+      var newline = data.indexOf("\n");
+      var label = data.slice(PRESENCE_HEAD.length, newline < 0 ? data.length : newline);
+      var event;
+      try {
+        event = JSON.parse(data.slice(newline + 1));
+      } catch (error) {
+        return; // not from our server: ignored
+      }
+      var list = presence[label] || (presence[label] = new PresenceList());
+      var changed = true;
+      if (event.users) {
+        list.reset(event);
+      } else {
+        changed = list.apply(event.joined, true);
+        changed = list.apply(event.left, false) || changed;
+      }
+      if (changed) {
+        notify("presence_changed", label, list.list());
+      }
     }
 
     function onClose(event) {
@@ -293,6 +397,11 @@
         if (Object.prototype.hasOwnProperty.call(positions, label)) copy[label] = positions[label];
       }
       return copy;
+    };
+
+    /** The users present on a channel (presence mode): [{name, anonymous, connections}]. */
+    this.get_presence = function (label) {
+      return presence[label] ? presence[label].list() : [];
     };
 
     this.get_state = function () {
