@@ -156,3 +156,25 @@ def test_server_restart_reconnects_both_clients(own_demo, open_chat):
         )
     alice.screenshot("restart-reconnected-alice")
     bob.screenshot("restart-reconnected-bob")
+
+
+def test_who_is_online_shows_and_updates_live(demo, open_chat):
+    """The Online panel (WS4REDIS_PRESENCE, ws4redis.js ``presence: true``): each page lists who
+    is in the room; a second tab of alice counts once, with its count; a closed page leaves the
+    list of the others at once, and a visitor shows up anonymously."""
+    alice = open_chat(demo, "alice")
+    online = alice.page.locator("#panel-online .online li")
+    expect(online).to_have_text(["alice"])
+    bob = open_chat(demo, "bob")
+    expect(online).to_have_text(["alice", "bob"])
+    expect(bob.page.locator("#panel-online .online li")).to_have_text(["alice", "bob"])
+    second_tab = alice.page.context.new_page()
+    second_tab.goto(f"{demo.http_url}/")
+    expect(online).to_have_text(["alice (2 tabs)", "bob"])
+    visitor = open_chat(demo, None)
+    expect(online).to_have_text(["alice (2 tabs)", "bob", "a visitor"])
+    alice.screenshot("online-alice")
+    bob.page.close()
+    second_tab.close()
+    visitor.page.close()
+    expect(online).to_have_text(["alice"])

@@ -72,22 +72,36 @@ def test_a_mass_reconnect_is_one_event_per_channel_and_interval(tracker, redis_u
     assert tracker.published == 2
 
 
-def test_a_second_tab_is_no_event_and_the_last_tab_out_is_one(tracker, redis_url):
+def test_a_second_tab_is_an_update_and_the_last_tab_out_a_leave(tracker, redis_url):
+    """Join and leave are per user: a second tab, and closing it, only update the count."""
     with ChannelMonitor(redis_url, CHANNEL + ":@presence") as monitor:
         lists = tracker.enter([CHANNEL], "0000000000000001 u:john", LONG, snapshot=True)
         assert json.loads(lists[CHANNEL])["users"][0]["connections"] == 1
         publish_now(tracker)
-        assert [e["joined"][0]["name"] for e in events(monitor)] == ["john"]
+        [joined] = events(monitor)
+        assert [(u["name"], u["connections"]) for u in joined["joined"]] == [("john", 1)]
         tracker.enter([CHANNEL], "0000000000000002 u:john", LONG, snapshot=False)
         publish_now(tracker)
-        assert events(monitor) == []  # john was there already
+        [second] = events(monitor)
+        assert (second["joined"], second["left"]) == ([], [])
+        assert [(u["name"], u["connections"]) for u in second["updated"]] == [("john", 2)]
         tracker._run(CHANNEL, LONG, remove=["0000000000000001 u:john"])
         publish_now(tracker)
-        assert events(monitor) == []
+        assert [u["connections"] for u in events(monitor)[0]["updated"]] == [1]
         tracker._run(CHANNEL, LONG, remove=["0000000000000002 u:john"])
         publish_now(tracker)
         [left] = events(monitor)
         assert [u["name"] for u in left["left"]] == ["john"]
+
+
+def test_a_join_and_more_tabs_within_one_interval_stay_a_join(tracker, redis_url):
+    with ChannelMonitor(redis_url, CHANNEL + ":@presence") as monitor:
+        tracker.enter([CHANNEL], "0000000000000001 u:ann", LONG, snapshot=False)
+        tracker.enter([CHANNEL], "0000000000000002 u:ann", LONG, snapshot=False)
+        publish_now(tracker)
+        [event] = events(monitor)
+        assert [(u["name"], u["connections"]) for u in event["joined"]] == [("ann", 2)]
+        assert event["updated"] == []
 
 
 def test_a_refresh_after_redis_lost_everything_makes_the_process_present_again(tracker, redis_url):

@@ -18,7 +18,8 @@ the counts and the sorted set never disagree:
 - a process that dies (SIGKILL) stops refreshing: its connections expire after ``ttl`` at most;
   queries ignore expired ones, and the next script run on the channel removes them.
 
-Join and leave events are user-level (first connection in, last one out), decided in Redis.
+Join and leave events are user-level (first connection in, last one out), decided in Redis;
+a changed count of connections (a second tab) is an ``updated`` event.
 Each process collects them per channel for ``events_interval`` seconds and publishes one
 presence envelope (envelope.wrap_presence) per channel and interval on the channel's events
 channel (keys.presence_events_channel), keeping the latest change of each user: a mass
@@ -61,7 +62,8 @@ IDLE_TICK = 1.0
 # KEYS: connections (sorted set), users (hash)
 # ARGV: ttl, how many connections to add, snapshot (0: none, 1: users, 2: users and
 #       connections), the connections to add, then those to remove.
-# Returns {changes ("+V TOKEN" / "-V TOKEN"), users (flat HGETALL), connections}.
+# Returns {changes ("KV COUNT TOKEN", K: + joined, - left, ~ count changed; V: version),
+#          users (flat HGETALL), connections}.
 _UPDATE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -71,13 +73,17 @@ local changes = {}
 local function change(member, delta)
     local token = string.sub(member, 18)
     local n = redis.call('HINCRBY', KEYS[2], token, delta)
-    if (delta > 0 and n == 1) or (delta < 0 and n <= 0) then
-        if n <= 0 then redis.call('HDEL', KEYS[2], token) end
-        local v = math.max(micros, (tonumber(redis.call('HGET', KEYS[2], '@v')) or 0) + 1)
-        local version = string.format('%.0f', v)
-        redis.call('HSET', KEYS[2], '@v', version)
-        changes[#changes + 1] = (delta > 0 and '+' or '-') .. version .. ' ' .. token
+    local kind = '~'  -- the user's connection count changed
+    if n <= 0 then
+        redis.call('HDEL', KEYS[2], token)
+        kind, n = '-', 0  -- the last connection left
+    elseif delta > 0 and n == 1 then
+        kind = '+'  -- the first connection came
     end
+    local v = math.max(micros, (tonumber(redis.call('HGET', KEYS[2], '@v')) or 0) + 1)
+    local version = string.format('%.0f', v)
+    redis.call('HSET', KEYS[2], '@v', version)
+    changes[#changes + 1] = kind .. version .. ' ' .. n .. ' ' .. token
 end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)) do
     redis.call('ZREM', KEYS[1], member)
@@ -151,11 +157,26 @@ def _user(token: str) -> tuple[str, bool]:
     return token[2:], token.startswith("a:")
 
 
+_KINDS = {"+": "joined", "-": "left", "~": "updated"}
+
+
 def _change_json(change: str) -> tuple[str, dict[str, Any]]:
-    head, _, token = change.partition(" ")
+    head, count, token = change.split(" ", 2)
     name, anonymous = _user(token)
-    kind = "joined" if head[0] == "+" else "left"
-    return kind, {"name": name, "anonymous": anonymous, "v": int(head[1:])}
+    user = {"name": name, "anonymous": anonymous, "connections": int(count), "v": int(head[1:])}
+    return _KINDS[head[0]], user
+
+
+def _token_of(change: str) -> str:
+    return change.split(" ", 2)[2]
+
+
+def merge_change(earlier: str | None, later: str) -> str:
+    """The change that stands for both: the later one, except that a user who joined and then
+    opened or closed tabs within one interval still counts as joined (with the later count)."""
+    if earlier is not None and earlier[0] == "+" and later[0] == "~":
+        return "+" + later[1:]
+    return later
 
 
 def _text(value: Any) -> str:
@@ -181,8 +202,9 @@ def snapshot_json(flat: Sequence[Any]) -> bytes:
 
 
 def events_json(changes: dict[str, str]) -> bytes:
-    """One presence event: the latest change of each user, ``{"joined": [], "left": []}``."""
-    event: dict[str, list[dict[str, Any]]] = {"joined": [], "left": []}
+    """One presence event: the latest change of each user,
+    ``{"joined": [], "left": [], "updated": []}`` (updated: a new count of connections)."""
+    event: dict[str, list[dict[str, Any]]] = {"joined": [], "left": [], "updated": []}
     for change in changes.values():
         kind, user = _change_json(change)
         event[kind].append(user)
@@ -338,7 +360,8 @@ class PresenceTracker:
             return
         latest = self._changes.setdefault(channel, {})
         for change in changes:
-            latest[change.partition(" ")[2]] = change  # the latest change of each user
+            token = _token_of(change)
+            latest[token] = merge_change(latest.get(token), change)
         if self._publisher is None:
             self._publisher = gevent.spawn_later(config.events_interval, self._publish)
 
@@ -421,7 +444,7 @@ def get_presence(
     channel = channel_name(settings.prefix, audience, facility, name)
     changes, flat, members = _Update(client, settings.prefix, channel, config.ttl).run(snapshot=2)
     if changes:  # connections of a dead process, removed now: their leave events go out
-        publish_events(client, channel, {c.partition(" ")[2]: c for c in changes})
+        publish_events(client, channel, {_token_of(c): c for c in changes})
     users, _ = _users(flat)
     ids: dict[str, list[str]] = {}
     for member in members:

@@ -74,5 +74,6 @@ WS4REDIS_PREFIX = "demo"
 WS4REDIS_EXPIRE = 3600  # each channel keeps its last message for an hour
 WS4REDIS_HEARTBEAT = "--heartbeat--"
 WS4REDIS_ALLOWED_CHANNELS = "chat.channels.allowed_channels"
+WS4REDIS_PRESENCE = {"chat": {"ttl": 30}}  # who is online, shown beside the room
 if os.environ.get("REDIS_URL"):
     WS4REDIS_CONNECTION = os.environ["REDIS_URL"]

@@ -470,8 +470,8 @@ describe("presence", () => {
 
   const snapshot = (users, v) =>
     "!presence broadcast\n" + JSON.stringify({ users, v });
-  const event = (joined, left) =>
-    "!presence broadcast\n" + JSON.stringify({ joined, left });
+  const event = (joined, left, updated = []) =>
+    "!presence broadcast\n" + JSON.stringify({ joined, left, updated });
   const user = (name, v, anonymous = false) => ({ name, anonymous, v });
 
   test("asks with the presence flag, and reads tagged messages", (t) => {
@@ -510,6 +510,16 @@ describe("presence", () => {
     FakeWebSocket.last.receive(event([user("ann", 55)], [])); // arrived late from elsewhere
     assert.deepEqual(client.get_presence("broadcast").map((u) => u.name), ["john"]);
     assert.equal(lists.length, 1);
+  });
+
+  test("updated counts of connections are applied", (t) => {
+    const { client, lists } = presenceClient(t);
+    FakeWebSocket.last.receive(event([user("john", 5)], []));
+    FakeWebSocket.last.receive(event([], [], [{ ...user("john", 6), connections: 3 }]));
+    assert.deepEqual(client.get_presence("broadcast"), [
+      { name: "john", anonymous: false, connections: 3 },
+    ]);
+    assert.equal(lists.length, 2);
   });
 
   test("anonymous visitors come after users; a malformed frame is ignored", (t) => {

@@ -51,7 +51,8 @@
  *                          come with {label, position} as in recovery mode.
  *   presence_changed(label, users)  called with the users present on a channel (label as in
  *                          recovery mode: "broadcast", "user", "group:NAME"...), each
- *                          {name, anonymous, connections}, whenever the list changes
+ *                          {name, anonymous, connections}, whenever the list or a count of
+ *                          connections (tabs) changes
  *
  * Methods: send_message(message) -> true if sent, false when not connected;
  *          get_presence(label) -> the users present on a channel (presence mode), as above;
@@ -136,17 +137,14 @@
       var key = userKey(item);
       var known = this.users[key];
       if (item.v <= (known ? known.v : this.version)) continue;  // older than what we know
-      if ((known ? !!known.present : false) === present) {
-        // No change to the list; the version is kept so that older events stay ignored.
-        if (known) known.v = item.v;
-        else this.users[key] = { name: item.name, anonymous: !!item.anonymous, v: item.v };
-        continue;
-      }
+      var connections = present ? (item.connections || 1) : 0;
+      // Kept when absent too: older events about that user stay ignored.
       this.users[key] = {
-        name: item.name, anonymous: !!item.anonymous, connections: 1, v: item.v,
+        name: item.name, anonymous: !!item.anonymous, connections: connections, v: item.v,
         present: present
       };
-      changed = true;
+      var was = known && known.present ? known.connections : 0;
+      changed = changed || was !== connections;
     }
     return changed;
   };
@@ -301,6 +299,7 @@
         list.reset(event);
       } else {
         changed = list.apply(event.joined, true);
+        changed = list.apply(event.updated, true) || changed;
         changed = list.apply(event.left, false) || changed;
       }
       if (changed) {

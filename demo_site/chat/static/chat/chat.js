@@ -59,15 +59,34 @@
     return Date.now().toString(16) + Math.random().toString(16).slice(2);
   }
 
+  function showOnline(users) {
+    var list = document.querySelector("#panel-online .online");
+    list.replaceChildren();
+    users.forEach(function (user) {
+      var item = document.createElement("li");
+      item.textContent = user.anonymous ? "a visitor" : user.name;
+      if (user.connections > 1) {
+        var tabs = document.createElement("small");
+        tabs.textContent = " (" + user.connections + " tabs)";
+        item.append(tabs);
+      }
+      list.append(item);
+    });
+  }
+
   var client = WS4Redis({
     uri: config.uri,
+    presence: config.presence,
+    presence_changed: function (label, users) {
+      if (label === "broadcast") showOnline(users);
+    },
     heartbeat_msg: config.heartbeat,
     connecting: function () { setState("connecting"); },
     connected: function () { setState("connected"); showError(""); },
     reconnecting: function (delay) {
       setState("reconnecting", "in " + (delay / 1000).toFixed(1) + " s");
     },
-    receive_message: function (data) { show(parse(data)); }
+    receive_message: function (data) { show(parse(data)); } // (data, {label}) with presence
   });
 
   var roomForm = document.getElementById("room-form");
