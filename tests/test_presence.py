@@ -135,7 +135,7 @@ def test_a_sigkilled_worker_leaves_no_ghost_beyond_the_ttl(start_server, redis_u
     and watchers on worker B get their leave events (B's refresh removes them)."""
     victim = start_server(process_request=TOKEN_AUTH, presence=FAST)
     survivor = start_server(process_request=TOKEN_AUTH, presence=FAST)
-    ghost = victim.connect(SUB + "&token=t-alice")
+    ghost = victim.connect(SUB + "&token=t-alice", legacy=True)
     try:
         with survivor.connect(WATCH + "&token=t-john") as watcher:
             _, first = presence_frame(watcher)
@@ -188,3 +188,30 @@ def test_facilities_without_presence_ignore_the_flag(start_server, redis_url):
 
 def test_present_is_a_small_value() -> None:
     assert Present("a", False, 2).as_json() == {"name": "a", "anonymous": False, "connections": 2}
+
+
+def test_the_process_timer_refreshes_presence_beyond_the_ttl(start_server, redis_url):
+    """ttl 2 s: the connection's expiry keeps moving forward (refreshed every ttl / 3 by the
+    process's Keepalive), so it is still listed long after its first ttl ran out."""
+    server = start_server(process_request=TOKEN_AUTH, presence=FAST)
+    key = "@{broadcast:foobar}:connections"
+    with server.connect(SUB + "&token=t-john"), redis.Redis.from_url(redis_url) as client:
+        [(member, first)] = client.zrange(key, 0, -1, withscores=True)
+        wait_for(lambda: client.zscore(key, member) > first + 3, timeout=15)
+        assert who(redis_url) == [("john", False, 1)]
+
+
+def test_presence_costs_no_greenlet_per_websocket(start_server, redis_url):
+    """Twenty more present websockets (idle) add no greenlet: one timer keeps them all."""
+    server = start_server(process_request=TOKEN_AUTH, presence=FAST)
+    with server.connect(WATCH + "&token=t-john") as first:
+        presence_frame(first)
+        wait_for(lambda: server.stats()["websockets"] == 1)
+        before = server.stats()["greenlets"]
+        more = [server.connect(SUB + "&token=t-mary", legacy=True) for _ in range(20)]
+        try:
+            wait_for(lambda: who(redis_url) == [("john", False, 1), ("mary", False, 20)])
+            wait_for(lambda: server.stats()["greenlets"] <= before + 2)
+        finally:
+            for ws in more:
+                ws.close()

@@ -129,3 +129,20 @@ def test_presence_config_per_facility() -> None:
     assert presence_config({"*": {}}, "news") == PresenceConfig()
     assert presence_config(None, "chat") is None
     assert PresenceConfig().ttl <= 60  # the default bounds ghosts to a minute at most
+
+
+def test_presence_envelopes_count_only_on_events_channels() -> None:
+    """A presence envelope published (by a trusted publisher, raw) on a message channel is
+    malformed there: websockets that did not ask for presence never get a presence frame."""
+    from ws4redis_gevent.envelope import MalformedEnvelope
+    from ws4redis_gevent.hub import _unwrap
+    from ws4redis_gevent.outgoing import PresenceFrame
+
+    envelope = PRESENCE + b'{"joined": []}'
+    with pytest.raises(MalformedEnvelope):
+        _unwrap(envelope, b"broadcast:chat")
+    frame = _unwrap(envelope, b"broadcast:chat:@presence")
+    assert isinstance(frame, PresenceFrame)
+    assert frame.tagged_frame(b"broadcast")[2:] == b'!presence broadcast\n{"joined": []}'
+    with pytest.raises(MalformedEnvelope):
+        _unwrap(PRESENCE + b"not json", b"broadcast:chat:@presence")

@@ -49,8 +49,9 @@ def test_presence_on_a_cluster_across_processes_and_slots(start_server, cluster)
     opened = []
     try:
         for room in ROOMS:
-            opened.append(first.connect(f"/ws/{room}?subscribe-broadcast&token=t-john"))
-            opened.append(second.connect(f"/ws/{room}?subscribe-broadcast&token=t-mary"))
+            path = f"/ws/{room}?subscribe-broadcast"
+            opened.append(first.connect(path + "&token=t-john", legacy=True))
+            opened.append(second.connect(path + "&token=t-mary", legacy=True))
         for room in ROOMS:
             assert who(cluster.connection(), room) == [("john", 1), ("mary", 1)]
             connections, users = presence_keys(None, f"broadcast:{room}")

@@ -28,7 +28,7 @@ from .envelope import (
     unwrap,
 )
 from .exceptions import ServiceUnavailable
-from .keys import loggable
+from .keys import PRESENCE_EVENTS_SUFFIX, loggable
 from .outgoing import Outgoing, PresenceFrame
 
 logger = logging.getLogger("ws4redis_gevent.hub")
@@ -341,10 +341,14 @@ class Hub:
 
 
 _LOG_MALFORMED = frozenset((1, 10, 100))
+PRESENCE_EVENTS = PRESENCE_EVENTS_SUFFIX.encode()
 
 
 def _unwrap(data: bytes, channel: bytes) -> Outgoing:
     if is_presence(data):
+        # Only on an events channel, which only websockets that asked for presence receive.
+        if not channel.endswith(PRESENCE_EVENTS):
+            raise MalformedEnvelope(f"presence envelope on {channel[:60]!r}")
         return PresenceFrame(open_presence(data), channel)
     position = None
     if is_history(data):
