@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -52,7 +53,8 @@ from .channels import Identity
 from .envelope import wrap_presence
 from .keys import channel_name, presence_events_channel, presence_keys
 from .outgoing import PresenceFrame
-from .settings import Settings
+from .redis_store import _connection_key, _shared_client
+from .settings import Settings, load
 
 logger = logging.getLogger("ws4redis_gevent.presence")
 
@@ -341,8 +343,8 @@ class PresenceTracker:
                 local = self._local[channel]
                 local.next_refresh = now + local.config.refresh_interval
             self._refresher = gevent.spawn(self._refresh, due)
-        upcoming = [local.next_refresh for local in self._local.values()]
-        return min(upcoming, default=now + IDLE_TICK)
+        # At least every IDLE_TICK: a channel entered meanwhile may be due sooner.
+        return min([now + IDLE_TICK, *(local.next_refresh for local in self._local.values())])
 
     def _refresh(self, channels: list[str]) -> None:
         try:
@@ -392,10 +394,6 @@ _trackers: dict[tuple[int, str], PresenceTracker] = {}
 
 def tracker(client: redis.Redis, settings: Settings) -> PresenceTracker:
     """The process's tracker for these settings' Redis connection (a new one after a fork)."""
-    import os
-
-    from .redis_store import _connection_key
-
     key = (os.getpid(), _connection_key(settings.connection) + "|" + str(settings.prefix))
     found = _trackers.get(key)
     if found is None:
@@ -433,10 +431,7 @@ def get_presence(
         ValueError: presence is not enabled for ``facility``.
         redis.RedisError: Redis could not be reached.
     """
-    from . import settings as settings_module
-    from .redis_store import _shared_client
-
-    settings = settings or settings_module.load()
+    settings = settings or load()
     config = presence_config(settings.presence, facility)
     if config is None:
         raise ValueError(f"presence is not enabled for facility {facility!r} (WS4REDIS_PRESENCE)")

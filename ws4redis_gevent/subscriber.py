@@ -117,15 +117,20 @@ class RedisSubscriber(RedisStore):
         config = self.presence
         if config is None or not self.plan.subscribe:
             return
-        member = self.connection_id + " " + presence_token(self._identity, self.connection_id)
+        # Set first: if a channel fails, release() takes back those that went through.
+        self._present = self.plan.subscribe
         try:
             self._presence_lists = tracker(self._connection, self.settings).enter(
-                self.plan.subscribe, member, config, snapshot=self.wants_presence
+                self.plan.subscribe, self._member, config, snapshot=self.wants_presence
             )
         except (redis.RedisError, OSError) as exc:
             self.release()
             raise ServiceUnavailable(f"cannot record presence: {exc}") from exc
-        self._present = self.plan.subscribe
+
+    @property
+    def _member(self) -> str:
+        # The connection in presence: its id, then who it is (presence.py's format).
+        return self.connection_id + " " + presence_token(self._identity, self.connection_id)
 
     def get_presence_frames(self) -> list[Outgoing]:
         """For a websocket that asked (``?presence``): the users of each of its channels."""
@@ -180,8 +185,7 @@ class RedisSubscriber(RedisStore):
     def release(self) -> None:
         """Unsubscribe this websocket; the hub releases channels nobody else wants."""
         if self._present:
-            member = self.connection_id + " " + presence_token(self._identity, self.connection_id)
-            tracker(self._connection, self.settings).leave(self._present, member)
+            tracker(self._connection, self.settings).leave(self._present, self._member)
             self._present = ()
         if self._sink is not None:
             self.hub.unsubscribe(self.subscribed_channels + self._events_channels, self._sink)
