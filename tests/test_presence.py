@@ -215,3 +215,17 @@ def test_presence_costs_no_greenlet_per_websocket(start_server, redis_url):
         finally:
             for ws in more:
                 ws.close()
+
+
+def test_presence_keys_of_another_type_never_fail_a_handshake(start_server, redis_url):
+    """A user channel's presence key holds a string (not ours): the websocket still opens,
+    present on its other channel; that one channel has no presence."""
+    server = start_server(process_request=TOKEN_AUTH, presence=FAST)
+    with redis.Redis.from_url(redis_url) as client:
+        client.set("@{user:john:foobar}:connections", "not a sorted set")
+        with server.connect(WATCH + "&subscribe-user&token=t-john") as ws:
+            label, event = presence_frame(ws)
+            assert (label, names(event["users"])) == ("broadcast", {"john"})
+            publish(redis_url, "still served")
+            assert ws.recv(timeout=5) == "broadcast -\nstill served"
+        assert client.get("@{user:john:foobar}:connections") == b"not a sorted set"

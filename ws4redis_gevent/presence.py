@@ -264,7 +264,9 @@ class PresenceTracker:
     ) -> dict[str, bytes]:
         """Make ``member`` present on ``channels`` (blocks: during the handshake).
 
-        Returns the list of users of each channel (JSON) when ``snapshot`` is asked for.
+        Returns the list of users of each channel (JSON) when ``snapshot`` is asked for. What
+        is in Redis never fails a handshake: a channel whose presence keys hold something else
+        (a key of another type) is logged and left without presence.
 
         Raises:
             redis.RedisError: Redis could not be reached.
@@ -273,7 +275,11 @@ class PresenceTracker:
         lists = {}
         for channel in channels:
             update = _Update(self._client, self._prefix, channel, config.ttl)
-            changes, users, _ = update.run(add=[member], snapshot=1 if snapshot else 0)
+            try:
+                changes, users, _ = update.run(add=[member], snapshot=1 if snapshot else 0)
+            except redis.ResponseError as exc:
+                logger.warning("no presence on %r: %s", channel, exc)
+                continue
             local = self._local.get(channel)
             if local is None:
                 due = time.monotonic() + config.refresh_interval
