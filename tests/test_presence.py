@@ -229,3 +229,38 @@ def test_presence_keys_of_another_type_never_fail_a_handshake(start_server, redi
             publish(redis_url, "still served")
             assert ws.recv(timeout=5) == "broadcast -\nstill served"
         assert client.get("@{user:john:foobar}:connections") == b"not a sorted set"
+
+
+def test_from_django_settings_with_real_sessions(start_django_server, browser, redis_url):
+    """Under Django: WS4REDIS_PRESENCE from Django's settings, users from their sessions, and
+    get_presence() reading Django's settings; an anonymous visitor with a session is listed
+    by a digest of it, never the session key."""
+    from django.test import override_settings
+
+    presence = {"foobar": {"ttl": 30}}
+    server = start_django_server(settings={"WS4REDIS_PRESENCE": presence})
+    john, visitor = browser(server, "john"), browser(server)
+    visitor.request("/")  # no session cookie: anonymous, listed by its connection
+    with visitor.connect(SUB), john.connect(WATCH) as ws:
+        label, event = presence_frame(ws)
+        users = event["users"]
+        assert (label, users[0]["name"], len(users)) == ("broadcast", "john", 2)
+        assert users[1]["anonymous"]
+        with override_settings(WS4REDIS_CONNECTION=redis_url, WS4REDIS_PRESENCE=presence):
+            found = get_presence("foobar")
+        assert [(p.name, p.anonymous) for p in found][0] == ("john", False)
+        assert all(john.session_key not in p.name for p in found)
+
+
+def test_unknown_facilities_and_anonymous_clients_show_nothing_more(start_server, redis_url):
+    """WS4REDIS_FACILITIES: an unknown facility is a 404 with ``?presence`` too; an anonymous
+    client asking for a user channel has it dropped, and sees the broadcast's presence only."""
+    server = start_server(process_request=TOKEN_AUTH, presence="*", facilities=["foobar"])
+    with pytest.raises(InvalidStatus) as refused, server.connect("/ws/other?presence"):
+        pass
+    assert refused.value.response.status_code == 404
+    with server.connect(SUB + "&token=t-john"), server.connect(WATCH + "&subscribe-user") as ws:
+        label, event = presence_frame(ws)
+        assert label == "broadcast" and names(event["users"]) >= {"john"}
+        publish(redis_url, "marker")  # the next frame: no other channel's presence came first
+        assert ws.recv(timeout=5) == "broadcast -\nmarker"
