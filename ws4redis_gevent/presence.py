@@ -14,7 +14,8 @@ the counts and the sorted set never disagree:
 - the process's timer (relay.Keepalive: one greenlet for every websocket's timers) refreshes
   the connections of the process every ``ttl / 3`` seconds, one script per channel, whatever
   the number of websockets;
-- a clean close removes the connection at once (queued, sent by one greenlet per process);
+- a clean close removes the connection at once (within REMOVE_AFTER, 50 ms, which gathers the
+  closes of a mass disconnect: one greenlet per process sends them);
 - a process that dies (SIGKILL) stops refreshing: its connections expire after ``ttl`` at most;
   queries ignore expired ones, and the next script run on the channel removes them.
 
@@ -60,6 +61,7 @@ logger = logging.getLogger("ws4redis_gevent.presence")
 
 CHUNK = 1000  # connections per script run: Redis stays responsive while it refreshes
 IDLE_TICK = 1.0
+REMOVE_AFTER = 0.05  # seconds: closes within it are removed by one script run per channel
 
 # KEYS: connections (sorted set), users (hash)
 # ARGV: ttl, how many connections to add, snapshot (0: none, 1: users, 2: users and
@@ -213,6 +215,18 @@ def events_json(changes: dict[str, str]) -> bytes:
     return json.dumps(event).encode()
 
 
+_UPDATE_SHA = hashlib.sha1(_UPDATE_LUA.encode()).hexdigest()
+
+
+def _run_script(client: redis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    # EVALSHA: the script's 1.7 KB goes (as EVAL, which caches it) only to a Redis that does
+    # not know it yet (first use, a restart, a new cluster shard).
+    try:
+        return client.evalsha(_UPDATE_SHA, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        return client.eval(_UPDATE_LUA, len(keys), *keys, *args)
+
+
 class _Update:
     """One run of the update script on a channel."""
 
@@ -225,7 +239,7 @@ class _Update:
         self, add: Sequence[str] = (), remove: Sequence[str] = (), snapshot: int = 0
     ) -> tuple[list[str], list[Any], list[Any]]:
         args: list[Any] = [self.ttl, len(add), snapshot, *add, *remove]
-        changes, users, members = self.client.eval(_UPDATE_LUA, 2, *self.keys, *args)
+        changes, users, members = _run_script(self.client, self.keys, args)
         return [_text(c) for c in changes], users, members
 
 
@@ -253,6 +267,7 @@ class PresenceTracker:
         self._local: dict[str, _Local] = {}
         self._removals: dict[str, tuple[PresenceConfig, list[str]]] = {}
         self._changes: dict[str, dict[str, str]] = {}
+        self._intervals: dict[str, float] = {}  # events_interval of the channels with changes
         self._remover: gevent.Greenlet | None = None
         self._refresher: gevent.Greenlet | None = None
         self._publisher: gevent.Greenlet | None = None
@@ -300,7 +315,8 @@ class PresenceTracker:
             local.members.discard(member)
             self._removals.setdefault(channel, (local.config, []))[1].append(member)
         if self._removals and self._remover is None:
-            self._remover = gevent.spawn(self._remove)
+            # A moment's wait gathers the closes of a mass disconnect into few script runs.
+            self._remover = gevent.spawn_later(REMOVE_AFTER, self._remove)
 
     def _remove(self) -> None:
         try:
@@ -366,6 +382,7 @@ class PresenceTracker:
     def _note(self, channel: str, changes: list[str], config: PresenceConfig) -> None:
         if not changes:
             return
+        self._intervals[channel] = config.events_interval
         latest = self._changes.setdefault(channel, {})
         for change in changes:
             token = _token_of(change)
@@ -374,16 +391,20 @@ class PresenceTracker:
             self._publisher = gevent.spawn_later(config.events_interval, self._publish)
 
     def _publish(self) -> None:
+        # Once per interval: changes noted while this publishes wait for the next one.
+        changes, self._changes = self._changes, {}
         try:
-            while self._changes:
-                changes, self._changes = self._changes, {}
-                for channel, latest in changes.items():
-                    publish_events(self._client, channel, latest)
-                    self.published += 1
+            for channel, latest in changes.items():
+                publish_events(self._client, channel, latest)
+                self.published += 1
         except (redis.RedisError, OSError) as exc:
             logger.warning("cannot publish presence events: %s", exc)
         finally:
             self._publisher = None
+            self._intervals = {ch: self._intervals[ch] for ch in self._changes}
+            if self._changes:
+                interval = min(self._intervals.values(), default=1.0)
+                self._publisher = gevent.spawn_later(interval, self._publish)
 
     def local_connections(self) -> int:
         """How many (connection, channel) pairs this process keeps present."""
