@@ -38,7 +38,7 @@ def tracker(redis_url):
     made = PresenceTracker(redis.Redis.from_url(redis_url), None)
     made._scheduled = True  # no Keepalive here: the test drives it
     yield made
-    for greenlet in (made._publisher, made._remover):
+    for greenlet in (made._publisher, made._maintainer):
         if greenlet is not None:
             greenlet.kill()
 
@@ -146,3 +146,23 @@ def test_presence_envelopes_count_only_on_events_channels() -> None:
     assert frame.tagged_frame(b"broadcast")[2:] == b'!presence broadcast\n{"joined": []}'
     with pytest.raises(MalformedEnvelope):
         _unwrap(PRESENCE + b"not json", b"broadcast:chat:@presence")
+
+
+def test_a_refresh_never_adds_back_a_connection_that_left(tracker, redis_url):
+    """The refresh sends only the connections still open (checked chunk by chunk), and the
+    one greenlet that sends refreshes also sends removals, in order."""
+    client = redis.Redis.from_url(redis_url)
+    key = "@{broadcast:chat}:connections"
+    tracker.enter([CHANNEL], member(1), LONG, snapshot=False)
+    tracker.enter([CHANNEL], member(2), LONG, snapshot=False)
+    before = client.zscore(key, member(1))
+    tracker.leave([CHANNEL], member(1))  # its removal is queued
+    tracker._maintainer.kill()
+    tracker._maintainer = None
+    client.zadd(key, {member(2): 0}, xx=True)  # long expired: the refresh must renew it
+    tracker._refresh([CHANNEL])
+    assert client.zscore(key, member(1)) == before  # not refreshed...
+    assert client.zscore(key, member(2)) > before  # ...but member 2 was
+    tracker._maintain()
+    assert client.zscore(key, member(1)) is None
+    assert client.hget("@{broadcast:chat}:users", "u:user1") is None

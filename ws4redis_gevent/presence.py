@@ -268,8 +268,10 @@ class PresenceTracker:
         self._removals: dict[str, tuple[PresenceConfig, list[str]]] = {}
         self._changes: dict[str, dict[str, str]] = {}
         self._intervals: dict[str, float] = {}  # events_interval of the channels with changes
-        self._remover: gevent.Greenlet | None = None
-        self._refresher: gevent.Greenlet | None = None
+        self._due: set[str] = set()  # channels to refresh
+        # One greenlet at a time sends removals and refreshes, in order: a refresh running
+        # beside a removal could otherwise add back a connection that has just been removed.
+        self._maintainer: gevent.Greenlet | None = None
         self._publisher: gevent.Greenlet | None = None
         self._scheduled = False
         self.published = 0  # event messages published (one per channel and interval)
@@ -293,6 +295,8 @@ class PresenceTracker:
             try:
                 changes, users, _ = update.run(add=[member], snapshot=1 if snapshot else 0)
             except redis.ResponseError as exc:
+                if not str(exc).startswith("WRONGTYPE"):
+                    raise  # e.g. READONLY during a failover: the handshake fails, with 503
                 logger.warning("no presence on %r: %s", channel, exc)
                 continue
             local = self._local.get(channel)
@@ -314,18 +318,25 @@ class PresenceTracker:
                 continue
             local.members.discard(member)
             self._removals.setdefault(channel, (local.config, []))[1].append(member)
-        if self._removals and self._remover is None:
-            # A moment's wait gathers the closes of a mass disconnect into few script runs.
-            self._remover = gevent.spawn_later(REMOVE_AFTER, self._remove)
+        if self._removals:
+            self._wake()
 
-    def _remove(self) -> None:
+    def _wake(self) -> None:
+        if self._maintainer is None:
+            # A moment's wait gathers the closes of a mass disconnect into few script runs.
+            self._maintainer = gevent.spawn_later(REMOVE_AFTER, self._maintain)
+
+    def _maintain(self) -> None:
         try:
-            while self._removals:
-                removals, self._removals = self._removals, {}
-                for channel, (config, members) in removals.items():
-                    self._run(channel, config, remove=members)
+            while self._removals or self._due:
+                if self._removals:
+                    removals, self._removals = self._removals, {}
+                    for channel, (config, members) in removals.items():
+                        self._run(channel, config, remove=members)
+                else:
+                    self._refresh([self._due.pop()])
         finally:
-            self._remover = None
+            self._maintainer = None
 
     def _run(
         self,
@@ -338,9 +349,10 @@ class PresenceTracker:
         update = _Update(self._client, self._prefix, channel, config.ttl)
         try:
             for start in range(0, max(len(add), len(remove)), CHUNK):
-                changes, _, _ = update.run(
-                    add[start : start + CHUNK], remove[start : start + CHUNK]
-                )
+                adding = add[start : start + CHUNK]
+                if local is not None and adding:  # not those that left meanwhile
+                    adding = [member for member in adding if member in local.members]
+                changes, _, _ = update.run(adding, remove[start : start + CHUNK])
                 self._note(channel, changes, config)
         except (redis.RedisError, OSError) as exc:
             # The connections expire by themselves after ttl: no ghost outlives that.
@@ -359,23 +371,20 @@ class PresenceTracker:
 
     def tick(self, now: float) -> float:
         """Refresh the channels that are due (in a greenlet); returns when to be called next."""
-        due = [ch for ch, local in self._local.items() if local.next_refresh <= now]
-        if due and self._refresher is None:
-            for channel in due:
-                local = self._local[channel]
+        for channel, local in self._local.items():
+            if local.next_refresh <= now:
                 local.next_refresh = now + local.config.refresh_interval
-            self._refresher = gevent.spawn(self._refresh, due)
+                self._due.add(channel)
+        if self._due:
+            self._wake()
         # At least every IDLE_TICK: a channel entered meanwhile may be due sooner.
         return min([now + IDLE_TICK, *(local.next_refresh for local in self._local.values())])
 
     def _refresh(self, channels: list[str]) -> None:
-        try:
-            for channel in channels:
-                local = self._local.get(channel)
-                if local is not None:
-                    self._run(channel, local.config, add=sorted(local.members))
-        finally:
-            self._refresher = None
+        for channel in channels:
+            local = self._local.get(channel)
+            if local is not None:
+                self._run(channel, local.config, add=sorted(local.members))
 
     # -- events ------------------------------------------------------------------------------
 
