@@ -156,12 +156,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ttl", type=float, default=6.0, help="presence ttl (refresh: ttl/3)")
     parser.add_argument("--window", type=float, default=12.0, help="idle measuring window (s)")
+    parser.add_argument(
+        "--expire",
+        type=int,
+        default=3600,
+        help="WS4REDIS_EXPIRE (default: the library's): >0 adds a read of the stored messages "
+        "to every handshake, 0 leaves plain handshakes without any Redis round trip",
+    )
     parser.add_argument("--no-pin", action="store_true")
     args = parser.parse_args()
     cpus = Cpus.plan(args.no_pin)
     nofile = raise_nofile()
     binary = build_client()
-    options = {"presence": {"present": {"ttl": args.ttl}}, "max_connections": args.clients + 1000}
+    options = {
+        "presence": {"present": {"ttl": args.ttl}},
+        "max_connections": args.clients + 1000,
+        "expire": args.expire,
+    }
     with RedisServer(args=["--maxclients", str(args.clients + 1000)]) as server:
         meter = RedisMeter(redis.Redis.from_url(server.url))
         env = server_env(server.url, options)
@@ -188,6 +199,7 @@ def main() -> None:
                 "pinned": cpus.pinned,
                 "nofile": nofile,
                 "ttl": args.ttl,
+                "expire": args.expire,
                 "handshakes": args.handshakes,
                 "per_handshake": handshakes,
                 "handshake_worker_cpu_ratio": round(
