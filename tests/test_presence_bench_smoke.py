@@ -23,6 +23,6 @@ def test_presence_cost_bench_runs_and_counts_right() -> None:
     result = json.loads(done.stdout)
     assert result["idle"]["plain"]["websockets"] == 50
     assert result["idle"]["present"]["websockets"] == 50
-    # One script run per handshake (the removals of closes are gathered), none without presence.
-    assert 1 <= result["per_handshake"]["present"]["redis_evals"] < 2
+    # One script run per handshake, and at most one more for its close (closes are gathered).
+    assert 1 <= result["per_handshake"]["present"]["redis_evals"] <= 2
     assert result["per_handshake"]["plain"]["redis_evals"] == 0
