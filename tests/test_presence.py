@@ -264,3 +264,32 @@ def test_unknown_facilities_and_anonymous_clients_show_nothing_more(start_server
         assert label == "broadcast" and names(event["users"]) >= {"john"}
         publish(redis_url, "marker")  # the next frame: no other channel's presence came first
         assert ws.recv(timeout=5) == "broadcast -\nmarker"
+
+
+def test_a_sigkilled_gunicorn_worker_leaves_no_ghost(redis_url):
+    """A gunicorn GeventWebSocketWorker killed with SIGKILL: its websocket's presence is gone
+    within the ttl (2 s here); the respawned worker serves alice again, counted once."""
+    import psutil
+    from test_gunicorn import start_gunicorn
+
+    options = {"presence": FAST, "process_request": TOKEN_AUTH}
+    proc, port = start_gunicorn(redis_url, options=options)
+    url = f"ws://127.0.0.1:{port}{SUB}&token=t-alice"
+    try:
+        from websockets.sync.client import connect
+
+        ghost = connect(url, open_timeout=10, legacy=True)
+        wait_for(lambda: who(redis_url) == [("alice", False, 1)])
+        [worker] = psutil.Process(proc.pid).children()
+        worker.send_signal(signal.SIGKILL)
+        wait_for(lambda: who(redis_url) == [], timeout=10)
+        ghost.close_socket()
+        wait_for(lambda: len(psutil.Process(proc.pid).children()) == 1, timeout=20)
+        with connect(url, open_timeout=20):
+            assert who(redis_url) == [("alice", False, 1)]
+    finally:
+        workers = psutil.Process(proc.pid).children() if proc.poll() is None else []
+        proc.kill()
+        for child in workers:  # the respawned worker would outlive a killed master a while
+            child.kill()
+        proc.communicate(timeout=10)
