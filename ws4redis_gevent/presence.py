@@ -52,7 +52,7 @@ import redis
 
 from .channels import Identity
 from .envelope import wrap_presence
-from .keys import channel_name, presence_events_channel, presence_keys
+from .keys import channel_name, loggable, presence_events_channel, presence_keys
 from .outgoing import PresenceFrame
 from .redis_store import _connection_key, _shared_client
 from .settings import Settings, load
@@ -297,7 +297,7 @@ class PresenceTracker:
             except redis.ResponseError as exc:
                 if not str(exc).startswith("WRONGTYPE"):
                     raise  # e.g. READONLY during a failover: the handshake fails, with 503
-                logger.warning("no presence on %r: %s", channel, exc)
+                logger.warning("no presence on %r: %s", loggable(channel), exc)
                 continue
             local = self._local.get(channel)
             if local is None:
@@ -356,7 +356,7 @@ class PresenceTracker:
                 self._note(channel, changes, config)
         except (redis.RedisError, OSError) as exc:
             # The connections expire by themselves after ttl: no ghost outlives that.
-            logger.warning("cannot update the presence of %r: %s", channel, exc)
+            logger.warning("cannot update the presence of %r: %s", loggable(channel), exc)
         if local is not None and not local.members:
             del self._local[channel]
 
