@@ -5,7 +5,9 @@ Real server processes, a real redis-server, real websocket clients.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 from typing import Any
 
@@ -269,8 +271,9 @@ def test_unknown_facilities_and_anonymous_clients_show_nothing_more(start_server
 def test_a_sigkilled_gunicorn_worker_leaves_no_ghost(redis_url):
     """A gunicorn GeventWebSocketWorker killed with SIGKILL: its websocket's presence is gone
     within the ttl (2 s here); the respawned worker serves alice again, counted once."""
-    import psutil
     from test_gunicorn import start_gunicorn
+
+    from bench.measure import children
 
     options = {"presence": FAST, "process_request": TOKEN_AUTH}
     proc, port = start_gunicorn(redis_url, options=options)
@@ -280,16 +283,17 @@ def test_a_sigkilled_gunicorn_worker_leaves_no_ghost(redis_url):
 
         ghost = connect(url, open_timeout=10, legacy=True)
         wait_for(lambda: who(redis_url) == [("alice", False, 1)])
-        [worker] = psutil.Process(proc.pid).children()
-        worker.send_signal(signal.SIGKILL)
+        [worker] = children(proc.pid)
+        os.kill(worker, signal.SIGKILL)
         wait_for(lambda: who(redis_url) == [], timeout=10)
         ghost.close_socket()
-        wait_for(lambda: len(psutil.Process(proc.pid).children()) == 1, timeout=20)
+        wait_for(lambda: len(children(proc.pid)) == 1, timeout=20)
         with connect(url, open_timeout=20):
             assert who(redis_url) == [("alice", False, 1)]
     finally:
-        workers = psutil.Process(proc.pid).children() if proc.poll() is None else []
+        workers = children(proc.pid) if proc.poll() is None else []
         proc.kill()
         for child in workers:  # the respawned worker would outlive a killed master a while
-            child.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         proc.communicate(timeout=10)
