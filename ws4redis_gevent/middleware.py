@@ -138,7 +138,7 @@ class WebsocketMiddleware:
         plan = subscriber.set_pubsub_channels(request, flags)
         if plan.dropped:
             logger.debug("dropped %s for an anonymous or sessionless client", plan.dropped)
-        outbox = Outbox(self.settings.max_pending_messages)
+        outbox = Outbox(self.settings.max_pending_messages, self.settings.max_pending_bytes)
         recovering = RECOVER_FLAG in flags
         if recovering:
             outbox.labels = {ch.encode(): label.encode() for ch, label in plan.labels.items()}
