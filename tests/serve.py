@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def stats() -> dict:
     from ws4redis_gevent import hubs as registry
     from ws4redis_gevent import relay
+    from ws4redis_gevent.stats import STATS
 
     hubs = registry.hubs()
     return {
@@ -38,6 +39,8 @@ def stats() -> dict:
         "reconnects": sum(h.reconnects for h in hubs),
         "hubs": len(hubs),
         "gc_frozen": gc.get_freeze_count(),
+        "dropped": dict(STATS.dropped),
+        "closes_sent": {str(code): count for code, count in STATS.closes_sent.items()},
     }
 
 

@@ -10,7 +10,7 @@ import pytest
 from ws4redis_gevent.backends.gevent import GeventWebSocket
 from ws4redis_gevent.exceptions import ConnectionClosed
 from ws4redis_gevent.hub import Outgoing
-from ws4redis_gevent.relay import Outbox
+from ws4redis_gevent.relay import FRAME_OVERHEAD, Outbox
 
 
 def websocket_pair() -> tuple[GeventWebSocket, gevent.socket.socket]:
@@ -92,6 +92,28 @@ def test_outbox_is_bounded_while_the_handshake_is_under_way():
     assert len(outbox) == 3 and not outbox.overflowed
     assert outbox.deliver(Outgoing(b"one too many")) is False
     assert outbox.overflowed and len(outbox) == 0
+
+
+def test_bytes_the_socket_did_not_take_count_against_the_bound():
+    """What a flush handed to the socket and the socket did not take (the websocket keeps it
+    for the writer) is pending too: a client that stopped reading cannot make the worker hold
+    more than max_bytes for it by having them moved out of the queue."""
+    websocket, client = websocket_pair()
+    outbox = Outbox(limit=1000, max_bytes=4 << 20)
+    outbox.attach(websocket)
+    outbox.on_backlog = lambda: None  # no writer: the rest stays unsent
+    try:
+        outbox.deliver(Outgoing(b"x" * (4 << 20)))
+        outbox.flush()
+        unsent = outbox.pending_bytes
+        assert 0 < unsent < 4 << 20 and websocket.write_pending
+        assert outbox.deliver(Outgoing(b"y" * 100)) is True
+        assert outbox.pending_bytes == unsent + 100 + FRAME_OVERHEAD
+        assert outbox.deliver(Outgoing(b"z" * (4 << 20))) is False
+        assert outbox.overflowed
+    finally:
+        websocket.shutdown()
+        client.close()
 
 
 def test_an_ended_websockets_outbox_takes_nothing():

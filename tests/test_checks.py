@@ -67,6 +67,7 @@ def test_defaults_warn_only_about_publishing(run_checks):
         ({"ALLOWED_HOSTS": ["app.example.com", "*"]}, "W012"),
         ({"WS4REDIS_ALLOWED_HOSTS": ["*"]}, "W012"),
         ({"WS4REDIS_ALLOWED_ORIGINS": ["https://a.example", "http://b.example"]}, "W013"),
+        ({"WS4REDIS_PING_RATE": None}, "W014"),
     ],
     ids=[
         "origin check off",
@@ -84,6 +85,7 @@ def test_defaults_warn_only_about_publishing(run_checks):
         "any Host (ALLOWED_HOSTS)",
         "any Host (WS4REDIS_ALLOWED_HOSTS)",
         "an origin without TLS",
+        "no ping rate",
     ],
 )
 def test_unsafe_setting_gets_its_warning(run_checks, overrides, expected):

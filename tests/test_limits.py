@@ -314,8 +314,11 @@ def open_readers(server, count: int) -> list:
 
 @pytest.fixture
 def slow_consumer_server(start_server):
+    # The byte bound (test_floods.py) is set well above the 16 MiB of FILL: these tests are
+    # about the message count.
     return start_server(
         max_pending_messages=MAX_PENDING,
+        max_pending_bytes=64 << 20,
         process_request="ws_callbacks.token_auth",
         expire=0,
         publish_rate=None,

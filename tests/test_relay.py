@@ -11,16 +11,20 @@ from ws4redis_gevent import relay as relay_module
 from ws4redis_gevent.exceptions import ProtocolError
 from ws4redis_gevent.frames import CloseCode
 from ws4redis_gevent.outgoing import Outgoing
-from ws4redis_gevent.relay import Outbox, Relay, announce_resync
+from ws4redis_gevent.relay import FRAME_OVERHEAD, Outbox, Relay, announce_resync
 from ws4redis_gevent.settings import Settings
 
 
 class FakeWebSocket:
     def __init__(self) -> None:
         self.sent: list[list[Outgoing]] = []
+        self.pongs: list[bytes] = []
 
     def send(self, messages: list[Outgoing]) -> None:
         self.sent.append(messages)
+
+    def pong(self, payload: bytes = b"") -> None:
+        self.pongs.append(payload)
 
 
 class FakeSubscriber:
@@ -101,3 +105,64 @@ def test_a_lost_connection_resyncs_only_websockets_on_that_hubs_channels() -> No
             relay_module._live.discard(r)
     assert [m.payload for m in on_shard.outbox._items] == [b"!resync *"]
     assert len(elsewhere.outbox) == 0
+
+
+def test_outbox_is_bounded_in_bytes_too():
+    """Beside the message count, the bytes waiting count (payload plus frame overhead): the
+    outbox overflows once they would pass max_bytes. A message alone is always taken, however
+    big: the bound is on a backlog, not on message size."""
+    outbox = Outbox(limit=1000, max_bytes=100)
+    assert outbox.deliver(Outgoing(b"x" * 1000)) is True  # alone: taken
+    assert outbox.pending_bytes == 1000 + FRAME_OVERHEAD
+    assert outbox.deliver(Outgoing(b"y")) is False
+    assert outbox.overflowed and len(outbox) == 0 and outbox.pending_bytes == 0
+    assert "bytes pending, over 100" in outbox.overflow_cause
+    small = Outbox(limit=1000, max_bytes=100)
+    for _ in range(3):
+        small.deliver(Outgoing(b"z" * 10))  # 3 x 24 bytes
+    assert not small.overflowed
+    small.deliver(Outgoing(b"z" * 20))  # 72 + 34 > 100
+    assert small.overflowed
+
+
+def test_a_recovering_websocket_over_the_byte_bound_resyncs():
+    """During the handshake, a websocket that tracks positions is told to resync, not closed,
+    when the byte bound is passed (as for the count)."""
+    outbox = Outbox(limit=1000, max_bytes=100)
+    outbox.labels = {b"broadcast:news": b"broadcast"}
+    for n in range(5):
+        outbox.deliver(Outgoing(b"live %d" % n + b"." * 40))
+    assert outbox.resync and not outbox.overflowed
+    assert outbox.pending_bytes <= 100
+
+
+def test_pings_beyond_the_ping_rate_close_1008() -> None:
+    """Each ping within the burst is answered; the next one is refused with 1008."""
+    from ws4redis_gevent.frames import Ping
+
+    r = relay([], ping_rate=0.001, ping_burst=3)
+    r._handle([Ping(b"1"), Ping(b"2"), Ping(b"3")])
+    assert r.websocket.pongs == [b"1", b"2", b"3"]
+    with pytest.raises(ProtocolError) as refused:
+        r._handle([Ping(b"4")])
+    assert (refused.value.code, refused.value.reason) == (1008, "ping rate exceeded")
+    assert r.websocket.pongs == [b"1", b"2", b"3"]
+
+
+def test_heartbeats_share_the_ping_budget_not_the_publish_one() -> None:
+    r = relay(["broadcast:chat"], heartbeat="--hb--", ping_rate=0.001, ping_burst=2)
+    r._on_message("--hb--")
+    r._on_message("--hb--")
+    with pytest.raises(ProtocolError) as refused:
+        r._on_message("--hb--")
+    assert refused.value.reason == "heartbeat rate exceeded"
+    r._on_message("still publishes")
+    assert [bytes(m) for m in r.subscriber.published] == [b"still publishes"]
+
+
+def test_no_ping_rate_means_no_limit() -> None:
+    from ws4redis_gevent.frames import Ping
+
+    r = relay([], ping_rate=None)
+    r._handle([Ping(b"")] * 1000)
+    assert len(r.websocket.pongs) == 1000

@@ -110,6 +110,12 @@ def test_non_positive_max_message_size_rejected(size: int) -> None:
         ("publish_burst", 0),
         ("publish_burst", 0.5),
         ("publish_rate", 0),
+        ("max_pending_bytes", 0),
+        ("max_pending_bytes", "8M"),
+        ("ping_rate", 0),
+        ("ping_rate", -1.0),
+        ("ping_burst", 0),
+        ("ping_burst", None),
         ("max_connections", 0),
         ("ping_interval", "20"),
         ("ping_interval", True),
@@ -135,9 +141,14 @@ def test_limits_that_can_be_off_accept_none_and_zero() -> None:
     """The publish rate, the connection limit and the subscribe timeout turn off with None,
     the handshake timeout with 0 or None, as docs/settings.rst says; infinity is a number."""
     settings = Settings(
-        publish_rate=None, max_connections=None, subscribe_timeout=None, handshake_timeout=None
+        publish_rate=None,
+        ping_rate=None,
+        max_connections=None,
+        subscribe_timeout=None,
+        handshake_timeout=None,
     )
     assert settings.publish_rate is settings.max_connections is settings.subscribe_timeout is None
+    assert settings.ping_rate is None
     assert Settings(handshake_timeout=0).handshake_timeout == 0
     assert Settings(ping_interval=float("inf")).ping_interval == float("inf")
 

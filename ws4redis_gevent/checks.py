@@ -149,6 +149,7 @@ def _abuse_warnings(current: settings_module.Settings) -> list[CheckMessage]:
     unlimited = [
         (current.max_connections is None, "MAX_CONNECTIONS", "websockets per worker", "W004"),
         (current.publish_rate is None, "PUBLISH_RATE", "messages a client publishes", "W005"),
+        (current.ping_rate is None, "PING_RATE", "pings and heartbeats a client sends", "W014"),
         (
             not current.handshake_timeout or current.handshake_timeout <= 0,
             "HANDSHAKE_TIMEOUT",

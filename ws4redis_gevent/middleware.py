@@ -138,7 +138,7 @@ class WebsocketMiddleware:
         plan = subscriber.set_pubsub_channels(request, flags)
         if plan.dropped:
             logger.debug("dropped %s for an anonymous or sessionless client", plan.dropped)
-        outbox = Outbox(self.settings.max_pending_messages)
+        outbox = Outbox(self.settings.max_pending_messages, self.settings.max_pending_bytes)
         recovering = RECOVER_FLAG in flags
         if recovering or PRESENCE_FLAG in flags:
             # Tagged frames, which presence frames (``!presence LABEL``) cannot be mistaken for.

@@ -39,16 +39,26 @@ from .frames import Close, CloseCode, Message, Opcode, Ping, encode_frame
 from .history import entry_id
 from .hub import Hub
 from .outgoing import Outgoing
+from .rate import TokenBucket
 from .redis_store import RedisMessage
-from .settings import Settings
+from .settings import DEFAULT_MAX_PENDING_BYTES, Settings
 
 logger = logging.getLogger("ws4redis_gevent.relay")
 
 # How long an own message is remembered to swallow its echo (see Outbox.expect_echo).
 ECHO_MEMORY = 30.0
 CLOSE_TIMEOUT = 5.0
+# How long a websocket may read and handle frames at one wake-up before it yields to the event
+# loop (gevent switches greenlets every 5 ms; each read, READ_SIZE at most, is a few ms of
+# parsing at worst).
+READ_SLICE = 0.002
 
 _live: weakref.WeakSet[Relay] = weakref.WeakSet()
+
+# What a frame adds to its payload at most (header, and a recovery tag's label and position
+# are counted with the payload they are prefixed to only roughly: a bound, not a measure).
+FRAME_OVERHEAD = 14
+
 
 
 class Outbox:
@@ -74,8 +84,12 @@ class Outbox:
         "_leftover",
         "_writing",
         "_send_nowait",
+        "_bytes",
+        "_unsent",
         "limit",
+        "max_bytes",
         "overflowed",
+        "overflow_cause",
         "on_overflow",
         "on_backlog",
         "labels",
@@ -86,12 +100,18 @@ class Outbox:
         "__weakref__",
     )
 
-    def __init__(self, limit: int = 1000) -> None:
+    def __init__(self, limit: int = 1000, max_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
         self.limit = limit
         # Messages and bytes handed to the socket, counted per flush (see stats.py).
         self.sent = 0
         self.sent_bytes = 0
+        self.max_bytes = max_bytes
         self.overflowed = False
+        self.overflow_cause = ""
+        # Bytes queued (payloads plus FRAME_OVERHEAD each), and bytes already framed and handed
+        # to the socket that it has not taken yet (a partial flush's rest, the writer's chunk).
+        self._bytes = 0
+        self._unsent = 0
         self.on_overflow: Callable[[], Any] | None = None
         # Called when a flush cannot send everything: start a writer greenlet.
         self.on_backlog: Callable[[], Any] | None = None
@@ -128,10 +148,11 @@ class Outbox:
         if self._skip and self._already_queued(message):
             return False
         items = self._items
-        # The bound catches clients that do not read: messages wait only while a previous
+        size = len(message.payload) + FRAME_OVERHEAD
+        # The bounds catch clients that do not read: messages wait only while a previous
         # write is unfinished (``_writing``), or while the handshake is under way (no relay
         # yet: ``on_backlog`` unset); otherwise the next flush sends them.
-        if len(items) >= self.limit and (self._writing or self.on_backlog is None):
+        if (self._writing or self.on_backlog is None) and self._full(len(items), size):
             if self.on_backlog is not None or self.labels is None:
                 self._overflow()
                 return False
@@ -140,8 +161,16 @@ class Outbox:
             # Dropped; the client is told to resync (see put_first), not closed.
             stats.STATS.dropped[stats.RESYNC] += len(items)
             items.clear()
+            self._bytes = 0
             self.resync = True
         items.append(message)
+        self._bytes += size
+        if self._bytes > self.max_bytes and not self._writing and self.on_backlog is not None:
+            # A burst bigger than the bound, within one batch of the hub: written now rather
+            # than joined whole at the batch's end (a copy per socket). If the socket cannot
+            # take it, a writer starts, and the bound applies from here on.
+            self.flush()
+            return False
         return len(items) == 1
 
     def resync_channel(self, channel: bytes) -> bool:
@@ -152,6 +181,24 @@ class Outbox:
             return False
         return self.deliver(Outgoing(RESYNC + labels[channel]))
 
+    def _full(self, count: int, size: int) -> bool:
+        """Whether a message of ``size`` bytes would pass a bound; says which in
+        ``overflow_cause``."""
+        if count >= self.limit:
+            self.overflow_cause = f"{self.limit} messages pending"
+            return True
+        pending = self._bytes + self._unsent
+        # A message alone is always taken, however big: the bound is on a backlog.
+        if pending and pending + size > self.max_bytes:
+            self.overflow_cause = f"{pending + size} bytes pending, over {self.max_bytes}"
+            return True
+        return False
+
+    @property
+    def pending_bytes(self) -> int:
+        """What waits for this websocket, in bytes: queued, and handed to the socket unsent."""
+        return self._bytes + self._unsent
+
     def _overflow(self) -> None:
         # A client that does not read: its backlog is dropped and it is closed. Only this
         # websocket is affected; the hub never waits for it.
@@ -159,6 +206,7 @@ class Outbox:
             self.overflowed = True
             stats.STATS.dropped[stats.SLOW_CONSUMER] += len(self._items) + 1
             self._items.clear()
+            self._bytes = 0
             if self.on_overflow is not None:
                 self.on_overflow()
 
@@ -174,6 +222,7 @@ class Outbox:
         self.sent += len(items)
         self.sent_bytes += len(data)
         items.clear()
+        self._bytes = 0
         try:
             sent = self._send_nowait(data)
         except ConnectionClosed:
@@ -182,6 +231,7 @@ class Outbox:
             # Nothing went out: it waits here. Part of it: the websocket keeps the rest.
             if sent == 0:
                 self._leftover = data
+            self._unsent = len(data) - sent
             self._start_writer()
 
     def _start_writer(self) -> None:
@@ -214,6 +264,7 @@ class Outbox:
             self._skip = dict(skip)
             self._items[:] = [m for m in self._items if not self._already_queued(m)]
         self._items[:0] = messages
+        self._bytes = sum(len(m.payload) + FRAME_OVERHEAD for m in self._items)
 
     def _already_queued(self, message: Outgoing) -> bool:
         if message.position is None or message.channel is None:
@@ -261,6 +312,8 @@ class Outbox:
             self.sent_bytes += len(encoded)
             data += encoded
             self._items.clear()
+            self._bytes = 0
+        self._unsent = len(data)  # what the writer holds until its next take
         if not data:
             self._writing = False
         return data
@@ -270,6 +323,7 @@ class Outbox:
         self._items.clear()
         self._leftover = b""
         self._writing = False
+        self._bytes = self._unsent = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -300,8 +354,8 @@ class Relay:
         "_next_check",
         "_beat",
         "_next_beat",
-        "_tokens",
-        "_tokens_at",
+        "_publish_bucket",
+        "_ping_bucket",
         "_on_end",
         "_end_in_loop",
         "__weakref__",
@@ -338,8 +392,9 @@ class Relay:
         self._next_check = now + settings.ping_interval
         self._beat = settings.heartbeat_interval if self._heartbeat else None
         self._next_beat = now + self._beat if self._beat else float("inf")
-        self._tokens = float(settings.publish_burst)
-        self._tokens_at = time.monotonic()
+        # Made at the first message or ping: most websockets never send either.
+        self._publish_bucket: TokenBucket | None = None
+        self._ping_bucket: TokenBucket | None = None
         self._on_end: Callable[[], Any] | None = None
         self._end_in_loop = False
         outbox.on_overflow = self._on_overflow
@@ -349,7 +404,7 @@ class Relay:
             websocket.write_timeout = settings.ping_interval + settings.ping_timeout
 
     def _on_overflow(self) -> None:
-        logger.info("websocket too slow: %d messages pending, closing", self.outbox.limit)
+        logger.info("websocket too slow (%s): closing", self.outbox.overflow_cause)
         gevent.spawn(self.close, CloseCode.POLICY_VIOLATION, "too slow")
 
     @property
@@ -402,14 +457,16 @@ class Relay:
             gevent.spawn(self._read_ready)
             return
         try:
-            events = self.websocket.receive_nowait()  # type: ignore[attr-defined]
+            events = self._receive_slice(time.monotonic() + READ_SLICE)
         except ConnectionClosed:
             self._end()  # nothing here blocks: no drain once the client's stream has ended
             return
         except Exception:
             events = None  # a protocol error: the greenlet meets it again, and closes
         else:
-            if events is None:  # woken for nothing whole yet
+            if not events:  # woken for nothing whole yet
+                if events is not None:
+                    self._last_received = time.monotonic()
                 self.websocket.park(self._readable)  # type: ignore[attr-defined]
                 return
         gevent.spawn(self._read_ready, events)
@@ -423,17 +480,42 @@ class Relay:
                 self._end()
 
     def _read_available(self, events: list[Any] | None) -> bool:
-        """Handle what the socket holds; park again (True) or end (False) when it is done."""
+        """Handle what the socket holds for at most READ_SLICE seconds; park again (True) or
+        end (False).
+
+        The time slice is what keeps the worker fair: a client that floods frames, however
+        small or empty, yields to every other socket of the worker once its slice is spent
+        (plus at most one read, READ_SIZE bytes). If more is waiting, the event loop wakes this
+        websocket again at its next turn; nothing stays behind in user space (the parser keeps
+        only an incomplete frame, ``park`` sees bytes read ahead). Big frames, cheap to read,
+        still arrive in a few wake-ups.
+        """
+        deadline = time.monotonic() + READ_SLICE
         while True:
             if events is None:
-                events = self.websocket.receive_nowait()  # type: ignore[attr-defined]
+                events = self._receive_slice(deadline)
                 if events is None:  # nothing more to read: idle again
                     self.websocket.park(self._readable)  # type: ignore[attr-defined]
                     return True
             self._last_received = time.monotonic()
             if self._handle(events):
                 return False
+            if self._last_received >= deadline:
+                self.websocket.park(self._readable)  # type: ignore[attr-defined]
+                return True
             events = None
+
+    def _receive_slice(self, deadline: float) -> list[Any] | None:
+        """Read until events complete, the socket is empty or ``deadline`` passed: the
+        events; [] when bytes were read but completed none; None when there was nothing."""
+        received: list[Any] | None = None
+        while True:
+            events = self.websocket.receive_nowait()  # type: ignore[attr-defined]
+            if events is None:
+                return received
+            if events or time.monotonic() >= deadline:
+                return events
+            received = events
 
     def _guarded(self, body: Callable[..., Any], *args: Any) -> Any:
         """Run ``body``; a failure closes the websocket with the fitting code (False)."""
@@ -503,11 +585,17 @@ class Relay:
     # -- reading ---------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
+        deadline = time.monotonic() + READ_SLICE
         while True:
             events = self.websocket.receive()
-            self._last_received = time.monotonic()
+            self._last_received = now = time.monotonic()
             if self._handle(events):
                 return
+            if now >= deadline:
+                # A read returns at once while a client floods: yield once the time slice is
+                # spent (see _read_available).
+                gevent.sleep(0)
+                deadline = time.monotonic() + READ_SLICE
 
     def _handle(self, events: list[Any]) -> bool:
         """Act on received events; True once the client's close frame came."""
@@ -516,6 +604,7 @@ class Relay:
                 if not self._closing:
                     self._on_message(event.data)
             elif isinstance(event, Ping):
+                self._spend_ping_token("ping rate exceeded")
                 self.websocket.pong(event.payload)
             elif isinstance(event, Close):
                 self._on_close(event)
@@ -540,6 +629,7 @@ class Relay:
         self.received += 1
         self.received_bytes += len(payload)
         if self._heartbeat is not None and payload == self._heartbeat:
+            self._spend_ping_token("heartbeat rate exceeded")
             self.websocket.send([Outgoing(self._heartbeat)])
             return
         self._spend_publish_token()
@@ -554,18 +644,30 @@ class Relay:
             self.subscriber.publish_message(RedisMessage(payload, not isinstance(data, str)))
 
     def _spend_publish_token(self) -> None:
-        """A token bucket: ``publish_rate`` messages a second, bursts of ``publish_burst``."""
+        """``publish_rate`` messages a second, bursts of ``publish_burst``; past it, 1008."""
         rate = self.settings.publish_rate
         if rate is None:
             return
-        now = time.monotonic()
-        burst = self.settings.publish_burst
-        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
-        self._tokens_at = now
-        if self._tokens < 1:
+        if self._publish_bucket is None:
+            self._publish_bucket = TokenBucket(rate, self.settings.publish_burst)
+        if not self._publish_bucket.take():
             stats.STATS.dropped[stats.RATE_LIMIT] += 1
             raise ProtocolError(CloseCode.POLICY_VIOLATION, "publish rate exceeded")
-        self._tokens -= 1
+
+    def _spend_ping_token(self, reason: str) -> None:
+        """Pings and heartbeats together: ``ping_rate`` a second, bursts of ``ping_burst``.
+
+        Each costs the worker a frame to write back; a client asking faster than any keepalive
+        needs is closed with 1008 rather than answered without end.
+        """
+        rate = self.settings.ping_rate
+        if rate is None:
+            return
+        if self._ping_bucket is None:
+            self._ping_bucket = TokenBucket(rate, self.settings.ping_burst)
+        if not self._ping_bucket.take():
+            # Logged by _guarded, and counted with the closes sent (1008).
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, reason)
 
     # -- writing ---------------------------------------------------------------------------
 

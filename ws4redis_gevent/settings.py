@@ -18,6 +18,7 @@ from .exceptions import ImproperlyConfigured
 from .hosts import check_host_list
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+DEFAULT_MAX_PENDING_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,11 @@ class Settings:
     subscribe_timeout: float | None = 5.0
     backend: str | None = None
     max_pending_messages: int = 1000
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
     publish_rate: float | None = 50.0
     publish_burst: int = 100
+    ping_rate: float | None = 10.0
+    ping_burst: int = 50
     check_origin: bool = True
     allowed_origins: tuple[str, ...] | list[str] | None = None
     allowed_hosts: tuple[str, ...] | list[str] | None = None
@@ -71,11 +75,11 @@ class Settings:
                 _check_positive(name, getattr(self, name))
         if self.heartbeat:
             _check_positive("heartbeat_interval", self.heartbeat_interval)
-        if not _is_number(self.publish_burst) or self.publish_burst < 1:
-            # A bucket that never holds a whole token would refuse every message.
-            raise ImproperlyConfigured(
-                f"WS4REDIS_PUBLISH_BURST must be at least 1, not {self.publish_burst!r}"
-            )
+        for name in _BURSTS:
+            # A bucket that never holds a whole token would refuse everything.
+            value = getattr(self, name)
+            if not _is_number(value) or value < 1:
+                raise ImproperlyConfigured(f"{django_name(name)} must be at least 1, not {value!r}")
         if self.handshake_timeout is not None and not _is_number(self.handshake_timeout):
             raise ImproperlyConfigured("WS4REDIS_HANDSHAKE_TIMEOUT: seconds, or 0 or None (off)")
         if self.facilities is not None and (
@@ -105,9 +109,16 @@ class Settings:
         return dataclasses.replace(self, **options)
 
 
-_POSITIVE = ("ping_interval", "ping_timeout", "max_pending_messages", "max_facility_length")
+_POSITIVE = (
+    "ping_interval",
+    "ping_timeout",
+    "max_pending_messages",
+    "max_pending_bytes",
+    "max_facility_length",
+)
 # None turns these off (no rate limit, no connection limit, waiting for Redis without a limit).
-_POSITIVE_OR_NONE = ("publish_rate", "max_connections", "subscribe_timeout")
+_POSITIVE_OR_NONE = ("publish_rate", "ping_rate", "max_connections", "subscribe_timeout")
+_BURSTS = ("publish_burst", "ping_burst")
 
 
 _PRESENCE_OPTIONS = ("ttl", "events_interval")

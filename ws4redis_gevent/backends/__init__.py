@@ -18,7 +18,9 @@ class WebSocket(Protocol):
     """An upgraded connection, as the relay loop sees it."""
 
     def receive(self) -> list[Event]:
-        """Block until at least one event arrived; raise ConnectionClosed at end of stream."""
+        """Block until data arrives; the events one read completed (maybe none: a relay
+        yields after each call, so a flooding client cannot hold the worker). Raise
+        ConnectionClosed at end of stream."""
         ...
 
     def send(self, messages: Sequence[Outgoing]) -> None:

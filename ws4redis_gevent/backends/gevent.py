@@ -25,8 +25,12 @@ from ..exceptions import ConnectionClosed, ImproperlyConfigured
 from ..frames import Close, Event, FrameParser, Opcode, encode_close, encode_frame
 from ..outgoing import Outgoing
 
-READ_SIZE = 65536
+# What one read takes from the socket, and so the work between two checks of the relay's time
+# slice (see _next_events): 16 KiB of minimal frames is about 2,700 of them, a few milliseconds
+# of parsing. Smaller reads cost more per byte of big messages (Python work per read).
+READ_SIZE = 16384
 DRAIN_TIMEOUT = 2.0
+DRAIN_LIMIT = 1 << 20
 
 
 class GeventWebSocket:
@@ -57,33 +61,34 @@ class GeventWebSocket:
         self._watcher: Any = None  # the event loop's watch on the socket while parked
 
     def receive(self) -> list[Event]:
+        """The events completed by one read, which waits for data; empty when that read
+        completed none. ConnectionClosed at the end of the stream."""
         events = self._next_events(self._read_blocking)
         return events if events is not None else []  # (a blocking read never gives None)
 
     def receive_nowait(self) -> list[Event] | None:
-        """The events the socket holds now; None when it holds no whole frame (nothing to
-        wait for in this greenlet: ``park`` until more arrives). ConnectionClosed at the end
-        of the stream."""
+        """The events completed by one read of what the socket holds now: empty when it
+        completed none, None when there was nothing to read (nothing to wait for in this
+        greenlet: ``park`` until more arrives). ConnectionClosed at the end of the stream."""
         return self._next_events(self._read_nowait)
 
     def _next_events(self, read: Callable[[], bytes | None]) -> list[Event] | None:
-        # Bytes from ``read`` (None: none there yet) into the parser until it has events.
+        # One read (at most READ_SIZE bytes) per call, never a loop until a frame completes:
+        # a client sending endless empty fragments would keep that loop busy for good, and
+        # with it the whole worker.
         if self._parser.error is not None:
             raise self._parser.error
-        while True:
-            data: bytes | None = self._buffered
-            if data:
-                self._buffered = b""
-            else:
-                data = read()
-                if data is None:
-                    return None
-                if not data:
-                    self._eof = True
-                    raise ConnectionClosed("end of stream")
-            events = self._parser.feed(data)
-            if events:
-                return events
+        data: bytes | None = self._buffered
+        if data:
+            self._buffered = b""
+        else:
+            data = read()
+            if data is None:
+                return None
+            if not data:
+                self._eof = True
+                raise ConnectionClosed("end of stream")
+        return self._parser.feed(data)
 
     def _read_blocking(self) -> bytes:
         # An idle websocket waits with no read buffer: each read allocates one.
@@ -119,7 +124,8 @@ class GeventWebSocket:
         """Call ``callback`` (from the event loop: it must not block) once the socket has
         something to read: frames, the end of the stream, or an error. Until then the
         websocket needs no greenlet."""
-        if self._buffered or self._fd is None:
+        if self._buffered or self._fd is None or self._parser.error is not None:
+            # Already there: bytes read ahead, or an error found behind the last events.
             gevent.get_hub().loop.run_callback(callback)
             return
         watcher = self._watcher
@@ -243,11 +249,15 @@ class GeventWebSocket:
         # Send our FIN, then read until the client's: closing a socket that still has unread
         # data makes the kernel answer with a reset, which can destroy our close frame before
         # the client reads it.
+        # At most DRAIN_LIMIT bytes, yielding after each read: a client that keeps flooding
+        # after our close frame gets a reset, and never holds the worker.
         try:
             self._sock.shutdown(socket.SHUT_WR)
+            drained = 0
             with gevent.Timeout(DRAIN_TIMEOUT, False):
-                while self._read_blocking():
-                    pass
+                while drained < DRAIN_LIMIT and (data := self._read_blocking()):
+                    drained += len(data)
+                    gevent.sleep(0)
         except (OSError, ValueError, ConnectionClosed):
             pass
 
