@@ -60,7 +60,6 @@ _live: weakref.WeakSet[Relay] = weakref.WeakSet()
 FRAME_OVERHEAD = 14
 
 
-
 class Outbox:
     """Messages waiting to be sent to one websocket; the hub delivers into it.
 
