@@ -68,6 +68,7 @@ def test_defaults_warn_only_about_publishing(run_checks):
         ({"WS4REDIS_ALLOWED_HOSTS": ["*"]}, "W012"),
         ({"WS4REDIS_ALLOWED_ORIGINS": ["https://a.example", "http://b.example"]}, "W013"),
         ({"WS4REDIS_PING_RATE": None}, "W014"),
+        ({"WS4REDIS_PUBLISH_BYTES_RATE": None}, "W015"),
     ],
     ids=[
         "origin check off",
@@ -86,6 +87,7 @@ def test_defaults_warn_only_about_publishing(run_checks):
         "any Host (WS4REDIS_ALLOWED_HOSTS)",
         "an origin without TLS",
         "no ping rate",
+        "no publish byte rate",
     ],
 )
 def test_unsafe_setting_gets_its_warning(run_checks, overrides, expected):

@@ -166,3 +166,20 @@ def test_no_ping_rate_means_no_limit() -> None:
     r = relay([], ping_rate=None)
     r._handle([Ping(b"")] * 1000)
     assert len(r.websocket.pongs) == 1000
+
+
+def test_publishing_beyond_the_byte_rate_closes_1008() -> None:
+    """Big messages are bounded in bytes a second too (a hub Redis cannot feed fast enough is
+    cut off by Redis at its pub/sub output limit): one whole message passes, then the rate."""
+    r = relay(["broadcast:chat"], publish_bytes_rate=1000, max_message_size=1500)
+    r._on_message("x" * 1500)  # a burst holds one whole message
+    with pytest.raises(ProtocolError) as refused:
+        r._on_message("x" * 100)
+    assert refused.value.code == CloseCode.POLICY_VIOLATION
+    assert "byte rate" in refused.value.reason
+
+
+def test_messages_nobody_publishes_cost_no_byte_tokens() -> None:
+    r = relay([], publish_bytes_rate=10, max_message_size=10)
+    for _ in range(5):
+        r._on_message("x" * 10)

@@ -151,6 +151,12 @@ def _abuse_warnings(current: settings_module.Settings) -> list[CheckMessage]:
         (current.publish_rate is None, "PUBLISH_RATE", "messages a client publishes", "W005"),
         (current.ping_rate is None, "PING_RATE", "pings and heartbeats a client sends", "W014"),
         (
+            current.publish_bytes_rate is None,
+            "PUBLISH_BYTES_RATE",
+            "bytes a client publishes (Redis cuts off a hub it outpaces)",
+            "W015",
+        ),
+        (
             not current.handshake_timeout or current.handshake_timeout <= 0,
             "HANDSHAKE_TIMEOUT",
             "time a client may take to send its handshake",

@@ -19,12 +19,12 @@ class TokenBucket:
         self._tokens = float(burst)
         self._at = time.monotonic()
 
-    def take(self) -> bool:
-        """Spend one token; False (nothing spent) when none is left."""
+    def take(self, count: float = 1) -> bool:
+        """Spend ``count`` tokens; False (nothing spent) when fewer are left."""
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
-        if self._tokens < 1:
+        if self._tokens < count:
             return False
-        self._tokens -= 1
+        self._tokens -= count
         return True

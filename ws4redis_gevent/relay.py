@@ -354,6 +354,7 @@ class Relay:
         "_beat",
         "_next_beat",
         "_publish_bucket",
+        "_publish_bytes_bucket",
         "_ping_bucket",
         "_on_end",
         "_end_in_loop",
@@ -393,6 +394,7 @@ class Relay:
         self._next_beat = now + self._beat if self._beat else float("inf")
         # Made at the first message or ping: most websockets never send either.
         self._publish_bucket: TokenBucket | None = None
+        self._publish_bytes_bucket: TokenBucket | None = None
         self._ping_bucket: TokenBucket | None = None
         self._on_end: Callable[[], Any] | None = None
         self._end_in_loop = False
@@ -639,6 +641,7 @@ class Relay:
                 if encoded in self.subscribed:
                     self.outbox.expect_echo(encoded, payload)
         if publishers:
+            self._spend_publish_bytes(len(payload))
             # The frame's type travels with the message (envelope.wrap), so binary stays binary.
             self.subscriber.publish_message(RedisMessage(payload, not isinstance(data, str)))
 
@@ -652,6 +655,23 @@ class Relay:
         if not self._publish_bucket.take():
             stats.STATS.dropped[stats.RATE_LIMIT] += 1
             raise ProtocolError(CloseCode.POLICY_VIOLATION, "publish rate exceeded")
+
+    def _spend_publish_bytes(self, size: int) -> None:
+        """``publish_bytes_rate`` bytes a second, bursts of one whole message at least.
+
+        What clients publish is what Redis writes to every hub subscribed to the channel: a
+        hub that cannot read as fast is disconnected by Redis at its pub/sub output limit
+        (``client-output-buffer-limit pubsub``), which loses messages for every websocket of
+        that worker. The message rate alone lets 1 MiB messages through 50 times a second."""
+        rate = self.settings.publish_bytes_rate
+        if rate is None:
+            return
+        if self._publish_bytes_bucket is None:
+            burst = max(rate, self.settings.max_message_size)
+            self._publish_bytes_bucket = TokenBucket(rate, burst)
+        if not self._publish_bytes_bucket.take(size):
+            stats.STATS.dropped[stats.RATE_LIMIT] += 1
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, "publish byte rate exceeded")
 
     def _spend_ping_token(self, reason: str) -> None:
         """Pings and heartbeats together: ``ping_rate`` a second, bursts of ``ping_burst``.

@@ -43,6 +43,7 @@ class Settings:
     max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
     publish_rate: float | None = 50.0
     publish_burst: int = 100
+    publish_bytes_rate: int | None = 1 << 20
     ping_rate: float | None = 10.0
     ping_burst: int = 50
     check_origin: bool = True
@@ -117,7 +118,13 @@ _POSITIVE = (
     "max_facility_length",
 )
 # None turns these off (no rate limit, no connection limit, waiting for Redis without a limit).
-_POSITIVE_OR_NONE = ("publish_rate", "ping_rate", "max_connections", "subscribe_timeout")
+_POSITIVE_OR_NONE = (
+    "publish_rate",
+    "publish_bytes_rate",
+    "ping_rate",
+    "max_connections",
+    "subscribe_timeout",
+)
 _BURSTS = ("publish_burst", "ping_burst")
 
 
