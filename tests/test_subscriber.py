@@ -67,3 +67,25 @@ def test_a_position_that_is_not_ours_gets_a_resync(conn, since: str) -> None:
     messages, skip = sub.get_recovery_messages({"broadcast": since})
     assert [m.payload for m in messages] == [b"!resync broadcast"]
     assert skip == {}
+
+
+def test_recovery_is_bounded_in_bytes_and_read_in_pages(conn) -> None:
+    """A position far back in a history of big entries gets a resync once the entries after it
+    pass WS4REDIS_MAX_PENDING_BYTES, however few they are (attack review: ten recovering
+    clients made a worker hold about 1 GB); within the bound, every page is read."""
+    history = {"*": {"size": 200, "ttl": 60}}
+    conn.set("broadcast:chat:@epoch", b"e")
+    first = conn.xadd("broadcast:chat:@history", {"d": b"start"}).decode()
+    for _ in range(70):  # more than two pages
+        conn.xadd("broadcast:chat:@history", {"d": b"x" * 1000})
+    since = {"broadcast": f"e:{first}"}
+    small = subscriber(
+        conn, "chat", "subscribe-broadcast", history=history, max_pending_bytes=50_000
+    )
+    messages, _ = small.get_recovery_messages(since)
+    assert [m.payload for m in messages] == [b"!resync broadcast"]
+    roomy = subscriber(
+        conn, "chat", "subscribe-broadcast", history=history, max_pending_bytes=100_000
+    )
+    messages, _ = roomy.get_recovery_messages(since)
+    assert len(messages) == 70 and all(m.payload == b"x" * 1000 for m in messages)

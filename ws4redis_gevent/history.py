@@ -23,7 +23,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -138,34 +138,64 @@ class Recovery:
         return self.entries[-1][0] if self.entries else None
 
 
-def recover(client: redis.Redis, channel: str, position: str, limit: int | None = None) -> Recovery:
+RECOVERY_PAGE = 32  # entries read per round trip while recovering
+
+
+def recover(
+    client: redis.Redis,
+    channel: str,
+    position: str,
+    limit: int | None = None,
+    max_bytes: int | None = None,
+) -> Recovery:
     """The entries of ``channel`` after ``position`` (``EPOCH:ID``), or a resync verdict.
 
-    More than ``limit`` entries are a resync too: a handshake never reads or queues more than
-    a websocket may have pending (the client reloads the channel's state instead)."""
+    More than ``limit`` entries, or more than ``max_bytes`` of payload, are a resync too: a
+    handshake never reads or queues more than a websocket may have pending (the client reloads
+    the channel's state instead). The stream is read in pages, so what a handshake holds while
+    it reads stays within that bound plus one page."""
     epoch, _, since = position.partition(":")
     if not _STREAM_ID.match(since):
         return Recovery([], resync=True)  # not a position this library gave out
     stream = history_key(channel)
     with client.pipeline(transaction=True) as pipe:
         pipe.get(epoch_key(channel))
-        pipe.xrange(stream, since, since) if since else pipe.exists(stream)
-        count = None if limit is None else limit + 1
-        pipe.xrange(stream, "(" + since if since else "-", "+", count=count)
+        pipe.xrange(stream, since, since)
+        pipe.xrange(stream, "(" + since, "+", count=RECOVERY_PAGE)
         try:
-            current_epoch, anchor, entries = pipe.execute()
+            current_epoch, anchor, page = pipe.execute()
         except redis.ResponseError:  # a malformed ID from the client, or a key of another type
             return Recovery([], resync=True)
     if current_epoch is None or current_epoch != epoch.encode() or not anchor:
         # The history was lost, started again, or trimmed past the client's position.
         return Recovery([], resync=True)
-    if limit is not None and len(entries) > limit:
-        return Recovery([], resync=True)  # more than the websocket may have pending
     try:
+        entries = _read_pages(client, stream, page, limit, max_bytes)
+        if entries is None:
+            return Recovery([], resync=True)  # more than the websocket may have pending
         return Recovery(_entries(current_epoch, entries))
-    except (KeyError, MalformedEnvelope) as exc:
+    except (KeyError, MalformedEnvelope, redis.ResponseError) as exc:
         logger.warning("history of %r unreadable (%s): resync", loggable(channel), exc)
         return Recovery([], resync=True)
+
+
+def _read_pages(
+    client: redis.Redis, stream: str, page: list[Any], limit: int | None, max_bytes: int | None
+) -> list[Any] | None:
+    # The entries from ``page`` on, page by page; None once they exceed a bound.
+    entries: list[Any] = []
+    size = 0
+    while True:
+        entries.extend(page)
+        size += sum(len(fields[b"d"]) for _, fields in page)
+        if (limit is not None and len(entries) > limit) or (
+            max_bytes is not None and size > max_bytes
+        ):
+            return None
+        if len(page) < RECOVERY_PAGE:
+            return entries
+        last = page[-1][0]
+        page = cast(list[Any], client.xrange(stream, "(" + last.decode(), "+", count=RECOVERY_PAGE))
 
 
 def _entries(epoch: bytes, entries: list[Any]) -> list[tuple[bytes, bytes, bool | None]]:

@@ -169,7 +169,9 @@ class RedisSubscriber(RedisStore):
                 entries = [newest] if newest else []
             else:
                 budget = max(self.settings.max_pending_messages - len(messages), 0)
-                recovered = recover(self._connection, channel, position, budget)
+                spent = sum(len(m.payload) for m in messages)
+                byte_budget = max(self.settings.max_pending_bytes - spent, 0)
+                recovered = recover(self._connection, channel, position, budget, byte_budget)
                 if recovered.resync:
                     messages.append(Outgoing(b"!resync " + label.encode()))
                     continue
