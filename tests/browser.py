@@ -90,7 +90,8 @@ def demo_database(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Pat
     migrate = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=DEMO,
-        env={**os.environ, **env},
+        # Not the test project's settings, which a Django test of this process may have set.
+        env={**{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}, **env},
         capture_output=True,
         text=True,
         timeout=50,
