@@ -9,6 +9,7 @@ import pytest
 
 from ws4redis_gevent.exceptions import ProtocolError
 from ws4redis_gevent.frames import (
+    MAX_FRAGMENTS,
     Close,
     CloseCode,
     FrameParser,
@@ -505,3 +506,83 @@ def test_parser_yields_events_before_a_later_error() -> None:
     assert parser.error is not None and parser.error.code == CloseCode.PROTOCOL_ERROR
     with pytest.raises(ProtocolError):
         parser.feed(b"")
+
+
+# FrameParser: conformance details (Autobahn 6.4.x, 5.2 of RFC 6455) and bounds
+
+
+def test_parser_invalid_utf8_fails_inside_an_incomplete_frame() -> None:
+    """Invalid UTF-8 fails as soon as the bytes that make it invalid arrive, before the rest of
+    the frame (Autobahn 6.4.3, 6.4.4: one frame sent in chops)."""
+    payload = "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"edited" * 100
+    data = client_frame(Opcode.TEXT, payload)
+    cut = len(data) - len(payload) + len("κόσμε".encode()) + 2  # after \xf4\x90
+    parser = FrameParser()
+    assert parser.feed(data[: cut - 1]) == []  # valid so far, incomplete frame
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(data[cut - 1 : cut])
+    assert info.value.code == CloseCode.INVALID_DATA
+
+
+def test_parser_incomplete_text_frames_checked_in_pieces_stay_valid() -> None:
+    """A valid text message, fragmented, each frame fed byte by byte (every mask offset, and
+    characters cut anywhere), is one message."""
+    text = "aé€😀" * 30
+    encoded = text.encode()
+    data = client_frame(Opcode.TEXT, encoded[:37], fin=False) + client_frame(
+        Opcode.CONTINUATION, encoded[37:]
+    )
+    parser = FrameParser()
+    events = [event for i in range(len(data)) for event in parser.feed(data[i : i + 1])]
+    assert events == [Message(text)]
+
+
+def test_parser_length_with_the_top_bit_set_is_a_protocol_error() -> None:
+    """A 64-bit length must have its most significant bit clear (section 5.2): 1002."""
+    header = client_frame(Opcode.BINARY, b"", claimed_length=1 << 63)
+    with pytest.raises(ProtocolError) as info:
+        FrameParser().feed(header[:10])
+    assert info.value.code == CloseCode.PROTOCOL_ERROR
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        struct.pack("!BBH", 0x82, 0xFE, 125),  # 16-bit length for what fits in 7 bits
+        struct.pack("!BBH", 0x82, 0xFE, 0),
+        struct.pack("!BBQ", 0x82, 0xFF, 65535),  # 64-bit length for what fits in 16 bits
+        struct.pack("!BBQ", 0x82, 0xFF, 5),
+    ],
+)
+def test_parser_length_not_minimally_encoded_is_a_protocol_error(header: bytes) -> None:
+    """Section 5.2: "the minimal number of bytes MUST be used to encode the length"."""
+    with pytest.raises(ProtocolError) as info:
+        FrameParser().feed(header + b"\x00\x00\x00\x00")
+    assert info.value.code == CloseCode.PROTOCOL_ERROR
+
+
+def test_parser_endless_empty_fragments_end_with_1009() -> None:
+    """A message that never ends, in empty continuation frames: 1009 after MAX_FRAGMENTS, with
+    nothing buffered meanwhile."""
+    parser = FrameParser()
+    parser.feed(client_frame(Opcode.TEXT, b"a", fin=False))
+    batch = client_frame(Opcode.CONTINUATION, b"", fin=False) * 1000
+    with pytest.raises(ProtocolError) as info:
+        for _ in range(MAX_FRAGMENTS // 1000 + 1):
+            parser.feed(batch)
+            assert len(parser._message) == 1 and len(parser._buffer) == 0
+    assert info.value.code == CloseCode.MESSAGE_TOO_BIG
+
+
+def test_parser_fragments_up_to_the_limit_make_a_message() -> None:
+    """MAX_FRAGMENTS one-byte fragments are a message; one more fragment is 1009."""
+    payload = os.urandom(MAX_FRAGMENTS)
+    # Continuation frames of one byte, masked with a zero key (the payload goes as it is).
+    middle = b"".join(
+        b"\x00\x81\x00\x00\x00\x00" + payload[i : i + 1] for i in range(1, MAX_FRAGMENTS - 1)
+    )
+    first = client_frame(Opcode.BINARY, payload[:1], fin=False)
+    last = client_frame(Opcode.CONTINUATION, payload[-1:])
+    assert FrameParser().feed(first + middle + last) == [Message(payload)]
+    one_more = first + middle + client_frame(Opcode.CONTINUATION, b"", fin=False) + last
+    assert protocol_error(one_more).code == CloseCode.MESSAGE_TOO_BIG

@@ -12,6 +12,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from .deflate import Inflater
 from .exceptions import ProtocolError
 
 
@@ -160,18 +161,34 @@ class Pong:
 Event = Message | Ping | Pong | Close
 
 
+# A message may come in any number of frames (RFC 6455), but each costs parsing time, so a
+# message of endless tiny fragments would keep a worker busy forever: at most this many, 1009
+# beyond. (Fragments cost no memory of their own: payloads are joined as they arrive.)
+MAX_FRAGMENTS = 100_000
+
+
 class FrameParser:
     """Turns bytes received from a client into events, checking every rule on the way.
 
-    Raises ProtocolError carrying the close code to answer with.
+    Raises ProtocolError carrying the close code to answer with. Memory: the unparsed bytes
+    (at most one frame, which the size limit bounds, plus one read) and the message being
+    reassembled (one buffer of at most ``max_message_size`` bytes, however many fragments).
+
+    With ``inflater`` (permessage-deflate negotiated), messages whose first frame has RSV1 set
+    are decompressed; ``max_message_size`` then bounds their compressed and their decompressed
+    size.
     """
 
-    def __init__(self, max_message_size: int = 1 << 20) -> None:
+    def __init__(self, max_message_size: int = 1 << 20, inflater: Inflater | None = None) -> None:
         self.max_message_size = max_message_size
+        self.inflater = inflater
         self._buffer = bytearray()
-        self._fragments: list[bytes] = []
-        self._fragments_size = 0
+        self._message = bytearray()
+        self._fragments = 0  # frames of the message being received so far
+        self._wire_size = 0  # its payload bytes so far, as received (compressed or not)
         self._fragment_opcode: int | None = None
+        self._compressed = False
+        self._checked = 0  # bytes of the incomplete frame in the buffer already UTF-8 checked
         self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
         self.error: ProtocolError | None = None
 
@@ -201,75 +218,137 @@ class FrameParser:
             if event is not None:
                 events.append(event)
 
-    def _next_frame(self) -> tuple[bool, int, bytes] | None:
+    def _next_frame(self) -> tuple[int, bytes] | None:
+        # A whole frame: its first byte (FIN, RSV1, opcode) and its unmasked payload.
         buf = self._buffer
         if len(buf) < 2:
             return None
         first, second = buf[0], buf[1]
-        fin, rsv, opcode = bool(first & 0x80), first & 0x70, first & 0x0F
-        masked, length = bool(second & 0x80), second & 0x7F
-        if rsv:
-            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "reserved bits set without extension")
-        if opcode not in DATA_OPCODES and opcode not in CONTROL_OPCODES:
-            raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
-        if not masked:
-            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "client frame is not masked")
-        if opcode in CONTROL_OPCODES and (length > 125 or not fin):
-            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "control frame too long or fragmented")
+        opcode, length = first & 0x0F, second & 0x7F
+        self._check_header(first, second)
         offset = 2
         if length == 126:
             if len(buf) < 4:
                 return None
             (length,) = struct.unpack_from("!H", buf, 2)
             offset = 4
+            if length < 126:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "length not minimally encoded")
         elif length == 127:
             if len(buf) < 10:
                 return None
             (length,) = struct.unpack_from("!Q", buf, 2)
             offset = 10
-        if opcode in DATA_OPCODES and self._fragments_size + length > self.max_message_size:
+            if length >> 63:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "64-bit length with its top bit set")
+            if length < 1 << 16:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "length not minimally encoded")
+        if opcode in DATA_OPCODES and self._wire_size + length > self.max_message_size:
             raise ProtocolError(
                 CloseCode.MESSAGE_TOO_BIG, f"message exceeds {self.max_message_size} bytes"
             )
         end = offset + 4 + length
         if len(buf) < end:
+            self._check_partial(first, buf, offset)
             return None
         mask = bytes(buf[offset : offset + 4])
         payload = unmask(bytes(buf[offset + 4 : end]), mask)
         del buf[:end]
-        return fin, opcode, payload
+        if opcode in DATA_OPCODES:
+            self._wire_size += length
+        return first, payload
 
-    def _handle(self, fin: bool, opcode: int, payload: bytes) -> Event | None:
+    def _check_header(self, first: int, second: int) -> None:
+        """The rules a frame's first two bytes must follow (sections 5.2, 5.4, 5.5, and RFC
+        7692 section 6 for RSV1), checked before anything else of the frame arrived."""
+        fin, opcode = first & 0x80, first & 0x0F
+        if first & 0x30 or (first & 0x40 and not self._may_compress(opcode)):
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "reserved bits set without extension")
+        if opcode not in DATA_OPCODES and opcode not in CONTROL_OPCODES:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+        if not second & 0x80:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "client frame is not masked")
+        if opcode in CONTROL_OPCODES:
+            if (second & 0x7F) > 125 or not fin:
+                raise ProtocolError(
+                    CloseCode.PROTOCOL_ERROR, "control frame too long or fragmented"
+                )
+        elif opcode == Opcode.CONTINUATION:
+            if self._fragment_opcode is None:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "continuation without a message")
+        elif self._fragment_opcode is not None:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+
+    def _may_compress(self, opcode: int) -> bool:
+        # RSV1 marks a compressed message on its first frame only (RFC 7692 section 6).
+        return self.inflater is not None and opcode in (Opcode.TEXT, Opcode.BINARY)
+
+    def _check_partial(self, first: int, buf: bytearray, offset: int) -> None:
+        """Check the UTF-8 of an uncompressed text frame's payload received so far, so that
+        invalid text fails where it becomes invalid, not when its frame ends (section 8.1)."""
+        opcode = first & 0x0F
+        if opcode == Opcode.CONTINUATION:
+            if self._fragment_opcode != Opcode.TEXT or self._compressed:
+                return
+        elif opcode != Opcode.TEXT or first & 0x40:
+            return
+        start = offset + 4 + self._checked
+        if len(buf) <= start:
+            return
+        mask = bytes(buf[offset : offset + 4])
+        rotation = self._checked % 4
+        chunk = unmask(bytes(buf[start:]), mask[rotation:] + mask[:rotation])
+        self._checked += len(chunk)
+        self._check_utf8(chunk, final=False)
+
+    def _check_utf8(self, data: bytes, final: bool) -> None:
+        try:
+            self._utf8.decode(data, final=final)
+        except UnicodeDecodeError:
+            raise ProtocolError(CloseCode.INVALID_DATA, "text message is not UTF-8") from None
+
+    def _handle(self, first: int, payload: bytes) -> Event | None:
+        fin, opcode = bool(first & 0x80), first & 0x0F
         if opcode == Opcode.CLOSE:
             return Close.parse(payload)
         if opcode == Opcode.PING:
             return Ping(payload)
         if opcode == Opcode.PONG:
             return Pong(payload)
-        if opcode == Opcode.CONTINUATION:
-            if self._fragment_opcode is None:
-                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "continuation without a message")
-        elif self._fragment_opcode is not None:
-            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
-        else:
+        if opcode != Opcode.CONTINUATION:
             self._fragment_opcode = opcode
+            self._compressed = bool(first & 0x40)
+        self._fragments += 1
+        if self._fragments > MAX_FRAGMENTS:
+            raise ProtocolError(
+                CloseCode.MESSAGE_TOO_BIG, f"message in more than {MAX_FRAGMENTS} fragments"
+            )
+        if self._compressed:
+            assert self.inflater is not None
+            limit = self.max_message_size - len(self._message)
+            payload = self.inflater.feed(payload, limit, final=fin)
+            checked = 0
+        else:
+            checked, self._checked = self._checked, 0
         if self._fragment_opcode == Opcode.TEXT:
             # Validate as fragments arrive, so invalid text fails fast (section 8.1).
-            try:
-                self._utf8.decode(payload, final=fin)
-            except UnicodeDecodeError:
-                raise ProtocolError(CloseCode.INVALID_DATA, "text message is not UTF-8") from None
+            self._check_utf8(payload[checked:] if checked else payload, final=fin)
         if not fin:
-            self._fragments.append(payload)
-            self._fragments_size += len(payload)
+            self._message += payload
             return None
         return self._complete(payload)
 
     def _complete(self, last: bytes) -> Message:
-        data = b"".join([*self._fragments, last]) if self._fragments else last
+        if self._message:
+            self._message += last
+            data = bytes(self._message)
+        else:
+            data = last
         is_text = self._fragment_opcode == Opcode.TEXT
-        self._fragments.clear()
-        self._fragments_size = 0
+        self._message = bytearray()
+        self._fragments = 0
+        self._wire_size = 0
         self._fragment_opcode = None
+        self._compressed = False
         self._utf8.reset()
         return Message(data.decode("utf-8") if is_text else data)

@@ -22,6 +22,7 @@ from . import integration, stats
 from . import settings as settings_module
 from .backends import Backend, select_backend
 from .channels import MODE_FLAGS, PRESENCE_FLAG, RECOVER_FLAG, parse_flags, parse_since
+from .deflate import DeflateParams, negotiate
 from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
 from .handshake import check_handshake
 from .hosts import LOOPBACK_HOSTS, HostPolicy
@@ -111,9 +112,12 @@ class WebsocketMiddleware:
             backend, headers, request, subscriber, outbox, persisted = self._prepare(environ)
         except HandshakeError as exc:
             return self._refuse(environ, start_response, exc), False
+        deflate = self._negotiate_deflate(environ, headers)
+        if deflate is not None:
+            outbox.window_bits = deflate.server_max_window_bits
         try:
             websocket = backend.upgrade(
-                environ, start_response, headers, self.settings.max_message_size
+                environ, start_response, headers, self.settings.max_message_size, deflate
             )
         except BaseException:
             subscriber.release()
@@ -161,6 +165,18 @@ class WebsocketMiddleware:
             subscriber.release()  # whatever failed, no subscription outlives the handshake
             raise
         return backend, headers, request, subscriber, outbox, (initial, skip)
+
+    def _negotiate_deflate(
+        self, environ: dict[str, Any], headers: list[tuple[str, str]]
+    ) -> DeflateParams | None:
+        """permessage-deflate, when on and offered: its response header goes into ``headers``."""
+        if not self.settings.compression:
+            return None
+        offers = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
+        params = negotiate(offers, self.settings.compression_window_bits)
+        if params is not None:
+            headers.append(("Sec-WebSocket-Extensions", params.response))
+        return params
 
     def _facility(self, environ: dict[str, Any]) -> str:
         facility = _facility(environ.get("PATH_INFO", "")[len(self.prefix) :])

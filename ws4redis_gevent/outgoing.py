@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .deflate import deflate_frame
 from .frames import Opcode, encode_frame, encode_message
 
 
@@ -13,7 +14,7 @@ class Outgoing:
     decides (text if valid UTF-8), as for messages from ws4redis publishers.
     """
 
-    __slots__ = ("payload", "channel", "position", "binary", "_frame", "_tagged")
+    __slots__ = ("payload", "channel", "position", "binary", "_frame", "_tagged", "_deflated")
 
     def __init__(
         self,
@@ -28,6 +29,7 @@ class Outgoing:
         self.binary = binary
         self._frame: bytes | None = None
         self._tagged: tuple[bytes, bytes] | None = None
+        self._deflated: tuple[int, bytes] | None = None
 
     @property
     def frame(self) -> bytes:
@@ -35,6 +37,14 @@ class Outgoing:
         if self._frame is None:
             self._frame = _encode(self.payload, self.binary)
         return self._frame
+
+    def deflated_frame(self, window_bits: int) -> bytes:
+        """The frame compressed for websockets that negotiated permessage-deflate: compressed
+        once, for every websocket using the same window (usually all of them)."""
+        deflated = self._deflated
+        if deflated is None or deflated[0] != window_bits:
+            deflated = self._deflated = (window_bits, deflate_frame(self.frame, window_bits))
+        return deflated[1]
 
     def tagged_frame(self, label: bytes) -> bytes:
         """The frame for websockets that asked for recovery: ``LABEL POSITION\\nPAYLOAD``.

@@ -96,6 +96,7 @@ class Outbox:
         "_skip",
         "sent",
         "sent_bytes",
+        "window_bits",
         "__weakref__",
     )
 
@@ -125,6 +126,9 @@ class Outbox:
         self.resync = False
         # Recovery's seam: per channel, the newest history entry already queued.
         self._skip: dict[bytes, tuple[int, int]] = {}
+        # Set when the websocket negotiated permessage-deflate: the window its frames are
+        # compressed with (each message once, for all websockets of that window).
+        self.window_bits: int | None = None
 
     def attach(self, websocket: WebSocket) -> None:
         """Let ``flush`` write to ``websocket`` directly, if its backend can."""
@@ -242,6 +246,11 @@ class Outbox:
     def encode(self, items: Sequence[Outgoing]) -> bytes:
         """The frames of ``items``, tagged with label and position in recovery mode."""
         labels = self.labels
+        bits = self.window_bits
+        if bits is not None and labels is None:
+            if len(items) == 1:
+                return items[0].deflated_frame(bits)
+            return b"".join([m.deflated_frame(bits) for m in items])
         if labels is None:
             return items[0].frame if len(items) == 1 else b"".join([m.frame for m in items])
         return b"".join(

@@ -19,6 +19,7 @@ from .hosts import check_host_list
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 DEFAULT_MAX_PENDING_BYTES = 8 << 20
+COMPRESSION_DEFAULT = True
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class Settings:
     health_url: str | None = None
     log_user: bool = True
     presence: dict[str, dict[str, float]] | str | None = None
+    compression: bool = COMPRESSION_DEFAULT
+    compression_window_bits: int = 12
 
     def __post_init__(self) -> None:
         url = self.websocket_url
@@ -99,6 +102,13 @@ class Settings:
         if self.metrics_url is not None and not self.metrics:
             raise ImproperlyConfigured("WS4REDIS_METRICS_URL needs WS4REDIS_METRICS = True")
         _check_presence(self.presence)
+        if not isinstance(self.compression, bool):
+            raise ImproperlyConfigured("WS4REDIS_COMPRESSION must be True or False")
+        bits = self.compression_window_bits
+        if not isinstance(bits, int) or isinstance(bits, bool) or not 8 <= bits <= 15:
+            raise ImproperlyConfigured(
+                f"WS4REDIS_COMPRESSION_WINDOW_BITS must be an integer from 8 to 15, not {bits!r}"
+            )
         if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
             raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
 

@@ -10,6 +10,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from ..deflate import DeflateParams
 from ..frames import Event
 from ..outgoing import Outgoing
 
@@ -78,8 +79,10 @@ class Backend(Protocol):
         start_response: Any,
         headers: list[tuple[str, str]],
         max_message_size: int,
+        deflate: DeflateParams | None = None,
     ) -> WebSocket:
-        """Send the 101 response with ``headers`` and return the websocket."""
+        """Send the 101 response with ``headers`` and return the websocket; with ``deflate``
+        (permessage-deflate negotiated), it decompresses what the client compressed."""
         ...
 
 

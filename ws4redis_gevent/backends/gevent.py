@@ -21,6 +21,7 @@ import gevent.lock
 import gevent.socket
 from gevent import pywsgi
 
+from ..deflate import DeflateParams, Inflater
 from ..exceptions import ConnectionClosed, ImproperlyConfigured
 from ..frames import Close, Event, FrameParser, Opcode, encode_close, encode_frame
 from ..outgoing import Outgoing
@@ -43,9 +44,16 @@ class GeventWebSocket:
 
     _eof = False  # the client's end of stream was read: nothing is left to drain
 
-    def __init__(self, sock: Any, buffered: bytes, max_message_size: int) -> None:
+    def __init__(
+        self,
+        sock: Any,
+        buffered: bytes,
+        max_message_size: int,
+        deflate: DeflateParams | None = None,
+    ) -> None:
         self._sock = sock
-        self._parser = FrameParser(max_message_size)
+        inflater = Inflater.for_params(deflate) if deflate is not None else None
+        self._parser = FrameParser(max_message_size, inflater)
         self._write_lock = gevent.lock.Semaphore()
         self.close_sent = False
         # A write that makes no progress for this long means the peer is gone (or stopped
@@ -566,6 +574,7 @@ class GeventBackend:
         start_response: Any,
         headers: list[tuple[str, str]],
         max_message_size: int,
+        deflate: DeflateParams | None = None,
     ) -> GeventWebSocket:
         write = start_response("101 Switching Protocols", headers)
         handler = getattr(write, "__self__", None)
@@ -583,7 +592,7 @@ class GeventBackend:
         _release_reader(handler, environ, rfile)
         if _is_plain_nonblocking(sock):
             sock = _take_over(sock)
-        return GeventWebSocket(sock, buffered, max_message_size)
+        return GeventWebSocket(sock, buffered, max_message_size, deflate)
 
 
 _NO_READER = _NoReader()

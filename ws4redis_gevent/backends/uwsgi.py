@@ -32,6 +32,7 @@ from typing import Any
 import gevent
 import gevent.socket
 
+from ..deflate import DeflateParams
 from ..exceptions import ImproperlyConfigured
 from .gevent import GeventWebSocket
 
@@ -43,8 +44,10 @@ class UwsgiWebSocket(GeventWebSocket):
     """A websocket on the socket of a uWSGI request, taken over after the 101 response (uWSGI
     has read nothing beyond the handshake from it)."""
 
-    def __init__(self, sock: Any, max_message_size: int) -> None:
-        super().__init__(sock, b"", max_message_size)
+    def __init__(
+        self, sock: Any, max_message_size: int, deflate: DeflateParams | None = None
+    ) -> None:
+        super().__init__(sock, b"", max_message_size, deflate)
 
 
 class UwsgiBackend:
@@ -72,6 +75,7 @@ class UwsgiBackend:
         start_response: Any,
         headers: list[tuple[str, str]],
         max_message_size: int,
+        deflate: DeflateParams | None = None,
     ) -> UwsgiWebSocket:
         uwsgi = _uwsgi()
         if uwsgi is None:
@@ -82,7 +86,7 @@ class UwsgiBackend:
         # ours is ours to close.
         sock = gevent.socket.socket(fileno=os.dup(uwsgi.connection_fd()))
         install_going_away()
-        return UwsgiWebSocket(sock, max_message_size)
+        return UwsgiWebSocket(sock, max_message_size, deflate)
 
 
 def gevent_loop_problem(uwsgi: Any) -> str | None:
