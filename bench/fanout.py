@@ -13,6 +13,9 @@ the server's CPU per delivery. Targets:
     redis     the baseline: the clients subscribe to Redis directly; redis-server is the server
     gunicorn  gunicorn -k ws4redis_gevent.gunicorn.GeventWebSocketWorker -w 1 bench.app
     uwsgi     uwsgi --http-socket --gevent 20000 bench.app (skipped when it does not serve)
+    gunicorn-deflate, uwsgi-deflate
+              the same servers, with clients that negotiate permessage-deflate (as Chromium
+              offers it); memory is measured idle, then once each sent one compressed message
 
 Then ``--handshakes`` websocket handshakes (100 in flight) against each server, and against
 gunicorn serving the Django variant (bench/django_app.py: a signed-cookie session, with the
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -66,7 +70,8 @@ from bench.measure import (  # noqa: E402
 from bench.publisher import Publisher  # noqa: E402
 from bench.servers import Server, find_uwsgi, server_env, start_gunicorn, start_uwsgi  # noqa: E402
 
-TARGETS = ("redis", "gunicorn", "uwsgi")
+TARGETS = ("redis", "gunicorn", "uwsgi", "gunicorn-deflate", "uwsgi-deflate")
+DEFAULT_TARGETS = ("redis", "gunicorn", "uwsgi")
 FACILITY = "bench"
 CHANNEL = f"broadcast:{FACILITY}"
 WS_PATH = f"/ws/{FACILITY}?subscribe-broadcast"
@@ -107,6 +112,7 @@ class UnderTest:
     port: int
     pids: list[int]
     server: Server | None = None  # None for the Redis baseline
+    client_flags: list[str] = dataclasses.field(default_factory=list)  # more wsclient options
 
 
 class Bench:
@@ -146,13 +152,17 @@ class Bench:
                 pin(under_test.pids[0], self.cpus.load)
 
     def _start(self, name: str) -> UnderTest:
-        env = server_env(self.redis.url, self.args.app_options)
+        deflate = name.endswith("-deflate")
+        options = (
+            {**self.args.app_options, "compression": True} if deflate else self.args.app_options
+        )
+        env = server_env(self.redis.url, options)
         if name == "redis":
             # The baseline's server under test is redis-server: it gets the server CPU.
             pid = redis_pid(self.redis)
             pin(pid, self.cpus.server)
             return UnderTest(name, "redis", self.redis.port, [pid])
-        if name == "gunicorn":
+        if name.startswith("gunicorn"):
             server = start_gunicorn(free_port(), env, self.cpus)
         elif self.uwsgi is None:
             raise Skipped("no uwsgi binary (pip install uwsgi)")
@@ -167,13 +177,17 @@ class Bench:
         if probe["ok"] != 1:
             server.stop()
             raise Skipped(f"no websocket served: {probe['error']}; log: {server.log_path}")
-        return UnderTest(name, "ws", server.port, server.workers(), server)
+        under_test = UnderTest(name, "ws", server.port, server.workers(), server)
+        if deflate:
+            under_test.client_flags = ["--deflate"]
+        return under_test
 
     def _fanout(self, under_test: UnderTest) -> None:
         args = self.args
         pids = under_test.pids
         rss_idle = settled_rss_kb(pids)
         extra = ["--channel", CHANNEL] if under_test.mode == "redis" else ["--path", WS_PATH]
+        extra += under_test.client_flags
         log(f"{under_test.name}: connecting {args.clients} clients")
         started = time.monotonic()
         clients = [
@@ -202,6 +216,13 @@ class Bench:
                 "kb_per_connection": per(rss_connected - rss_idle, connected, 2),
                 "redis_connections": self._redis_connections(under_test),
             }
+            if "--deflate" in under_test.client_flags:
+                # A client that sent a compressed message leaves an inflate state behind (its
+                # context, taken over to its next message).
+                for client in clients:
+                    client.hello()
+                rss_spoken = settled_rss_kb(pids)
+                idle["kb_per_connection_spoken"] = per(rss_spoken - rss_idle, connected, 2)
             for rate in args.rates:
                 record = {**idle, **self._publish_run(under_test, clients, connected, rate)}
                 if under_test.server is not None and not under_test.server.alive:
@@ -240,7 +261,9 @@ class Bench:
         for client in clients:
             client.start_run(self._run_id, args.messages, timeout)
         with Publisher(self.redis.host, self.redis.port) as publisher:
-            sent = publisher.publish(CHANNEL, args.messages, rate, args.size, self._run_id)
+            sent = publisher.publish(
+                CHANNEL, args.messages, rate, args.size, self._run_id, args.payload
+            )
         reports = [client.result(timeout + 30) for client in clients]
         wall = time.monotonic() - wall0
         profile = self._stop_profiler(profiler)
@@ -260,6 +283,7 @@ class Bench:
             "rate": rate,
             "messages": args.messages,
             "size": args.size,
+            "payload": args.payload,
             "publish_s": round(sent.seconds, 4),
             "publish_msgs_per_s": per(sent.published, sent.seconds, 1),
             "redis_receivers": sorted({sent.receivers_min, sent.receivers_max}),
@@ -274,6 +298,8 @@ class Bench:
             "pings_answered": total("pings"),
             "client_errors": [r["error"] for r in reports if r["error"]][:3],
             "timed_out": any(r["timed_out"] for r in reports),
+            "wire_bytes": total("bytes"),
+            "wire_bytes_per_delivery": per(total("bytes"), received, 1),
             "delivery_s": round(span, 4),
             "deliveries_per_s": per(received, span, 1),
             "latency_us": merged_latency(reports),
@@ -417,9 +443,41 @@ class Bench:
                 for r in runs
                 if (r["load_cpu_share"] or 0) > 0.9 and r["run_wall_s"] >= 1
             ],
+            "deflate_ratios": deflate_ratios(runs),
             "lost_total": sum(r["lost"] for r in runs),
             "skipped": [r["target"] for r in self.records if "skipped" in r],
         }
+
+
+P99 = ("latency_us", "p99")
+
+
+def deflate_ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each -deflate target against the same server without compression, at the same rate:
+    bytes on the wire, server CPU per delivery and p99 latency (above 1: more with compression),
+    and memory per idle websocket: without compression, with compression negotiated, and
+    once it sent one compressed message."""
+    plain = {(r["target"], r["rate"]): r for r in runs}
+    ratios = []
+    for run in runs:
+        base = plain.get((run["target"].removesuffix("-deflate"), run["rate"]))
+        if not run["target"].endswith("-deflate") or base is None:
+            continue
+        ratios.append({
+            "target": run["target"],
+            "rate": run["rate"],
+            "wire_bytes_ratio": per(run["wire_bytes"], base["wire_bytes"]),
+            "cpu_us_per_delivery_ratio": per(
+                run["cpu_us_per_delivery"] or 0, base["cpu_us_per_delivery"]
+            ),
+            "p99_ratio": per(_get(run, P99) or 0, _get(base, P99)),
+            "kb_per_connection": [
+                base["kb_per_connection"],
+                run["kb_per_connection"],
+                run.get("kb_per_connection_spoken"),
+            ],
+        })  # fmt: skip
+    return ratios
 
 
 def profile_top(path: Path, count: int = 12) -> list[list[Any]]:
@@ -451,8 +509,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--clients", type=int, help="websockets per target (1000; --quick: 10)")
     add("--messages", type=int, help="messages per run (2000; --quick: 50)")
     add("--size", type=int, default=100, help="message size in bytes (100)")
+    add("--payload", choices=("x", "json"), default="x", help="padding: x..., or JSON text (x)")
     add("--rates", default="200,0", help="one run per rate, msg/s; 0 = flat out (200,0)")
-    add("--targets", default=",".join(TARGETS), help="of redis,gunicorn,uwsgi (all)")
+    add(
+        "--targets",
+        default=",".join(DEFAULT_TARGETS),
+        help=f"of {','.join(TARGETS)} (the first three)",
+    )
     add("--handshakes", type=int, help="handshakes per server (5000; --quick: 100; 0: none)")
     add("--client-procs", type=int, default=1, help="load client processes (1)")
     add("--run-timeout", type=float, help="seconds a run may last after publishing (60)")
@@ -486,7 +549,7 @@ def main(argv: Sequence[str]) -> int:
         bench = Bench(args, redis, cpus)
         for target in args.targets:
             bench.target(target)
-        if args.handshakes and "gunicorn" in args.targets:
+        if args.handshakes and "gunicorn" in args.targets:  # (not for -deflate targets alone)
             bench.django_handshakes()
         emit(bench.summary(time.monotonic() - started, nofile, loadavg))
     return 0

@@ -30,7 +30,7 @@ def build_client() -> Path:
         raise SystemExit("fanout: no C compiler (cc or gcc) to build bench/wsclient.c")
     BUILD.mkdir(parents=True, exist_ok=True)
     tmp = BUILD / f"wsclient.{os.getpid()}.tmp"
-    subprocess.run([compiler, "-O2", "-Wall", "-o", str(tmp), str(source)], check=True)
+    subprocess.run([compiler, "-O2", "-Wall", "-o", str(tmp), str(source), "-lz"], check=True)
     tmp.replace(binary)  # atomic: a concurrent run never executes half a binary
     return binary
 
@@ -84,6 +84,10 @@ class LoadClient:
     def start_run(self, run_id: int, messages: int, timeout: float) -> None:
         """Count run ``run_id``'s messages until each connection has ``messages`` of them."""
         self._send(f"RUN {run_id} {messages} {timeout:.3f}")
+
+    def hello(self) -> None:
+        """(--deflate) Have every open websocket send one compressed message."""
+        self._send("HELLO")
 
     def result(self, timeout: float) -> dict[str, Any]:
         """The report of the run started last."""

@@ -1,6 +1,8 @@
 """The benchmark's publisher: PUBLISH straight to Redis over a raw socket, at a rate or flat out.
 
-Each payload is ASCII text, ``"RUN SEQ TIMESTAMP_NS "`` padded with ``x`` to the message size,
+Each payload is ASCII text, ``"RUN SEQ TIMESTAMP_NS "`` padded with ``x`` to the message size
+(or, with ``filler="json"``, with the text of a JSON document, as an application would send:
+what compression makes of it is realistic),
 where TIMESTAMP_NS is ``time.monotonic_ns()`` (CLOCK_MONOTONIC, the clock of bench/wsclient.c)
 taken when the message is sent. At a rate, message i leaves at ``start + i / rate`` whether or
 not Redis has answered the previous ones (an open loop: a slow server shows as latency, not as
@@ -37,9 +39,34 @@ class PublishResult:
         return (self.last_send_ns - self.first_send_ns) / 1e9
 
 
-def payload(run: int, seq: int, size: int) -> bytes:
+# A live-quotes update, as a dashboard would receive it: compresses about as JSON APIs do.
+JSON_FILLER = json.dumps(
+    {
+        "type": "quotes",
+        "market": "XETRA",
+        "items": [
+            {
+                "id": 4711 + i,
+                "symbol": f"SYM{i * 7 % 1000:03d}",
+                "name": f"Company {i} AG",
+                "price": round(100 + i * 1.37, 2),
+                "change": round((i % 7 - 3) * 0.21, 2),
+                "volume": 1000 + 37 * i,
+                "updated": f"2026-12-04T15:{i % 60:02d}:{i * 13 % 60:02d}Z",
+            }
+            for i in range(200)
+        ],
+    }
+).encode()
+
+
+def payload(run: int, seq: int, size: int, filler: str = "x") -> bytes:
     head = f"{run} {seq} {time.monotonic_ns()} ".encode()
-    return head + b"x" * (size - len(head)) if len(head) < size else head
+    if len(head) >= size:
+        return head
+    if filler == "json":
+        return head + JSON_FILLER[: size - len(head)]
+    return head + b"x" * (size - len(head))
 
 
 def command(channel: bytes, data: bytes) -> bytes:
@@ -103,9 +130,16 @@ class Publisher:
         return counts
 
     def publish(
-        self, channel: str, count: int, rate: float = 0.0, size: int = 100, run: int = 0
+        self,
+        channel: str,
+        count: int,
+        rate: float = 0.0,
+        size: int = 100,
+        run: int = 0,
+        filler: str = "x",
     ) -> PublishResult:
-        """Publish ``count`` messages to ``channel`` at ``rate`` per second (0: flat out)."""
+        """Publish ``count`` messages to ``channel`` at ``rate`` per second (0: flat out),
+        padded with ``filler`` ("x" or "json")."""
         encoded = channel.encode()
         receivers: list[int] = []
         first = last = 0
@@ -117,7 +151,7 @@ class Publisher:
                 if wait > 0:
                     time.sleep(wait / 1e9)
                 first = first or time.monotonic_ns()
-                self.sock.sendall(command(encoded, payload(run, seq, size)))
+                self.sock.sendall(command(encoded, payload(run, seq, size, filler)))
                 last = time.monotonic_ns()
                 # Open loop: the schedule does not wait for Redis' replies, read as they come.
                 receivers.extend(self._read_ready_counts())
@@ -126,7 +160,7 @@ class Publisher:
             first = time.monotonic_ns()
             for base in range(0, count, CHUNK):
                 batch = b"".join(
-                    command(encoded, payload(run, seq, size))
+                    command(encoded, payload(run, seq, size, filler))
                     for seq in range(base, min(base + CHUNK, count))
                 )
                 self.sock.sendall(batch)

@@ -18,10 +18,18 @@
  *   RUN <id> <messages per connection> <timeout seconds>
  *        count run <id>'s messages until every open connection has them all, or the timeout;
  *        then print one JSON line (counts, loss, order, latency percentiles and histogram, CPU).
+ *   HELLO  (with --deflate) every open websocket sends one compressed message.
  *   QUIT (or end of input)   close everything and exit.
  * In handshake mode it prints one JSON line and exits.
  *
- * Build: cc -O2 -o wsclient wsclient.c   (Linux; no library beyond libc)
+ * With --deflate (ws mode), each websocket offers permessage-deflate as Chromium does
+ * ("permessage-deflate; client_max_window_bits") and inflates the compressed messages it gets
+ * (RFC 7692: the server compresses each message on its own, server_no_context_takeover). With
+ * the command HELLO (stdin), each open websocket sends one compressed message (so that the server
+ * keeps an inflate state for it, as for a client that has spoken). Run reports count the bytes
+ * received ("bytes": frames as they came over the socket).
+ *
+ * Build: cc -O2 -o wsclient wsclient.c -lz   (Linux; libc and zlib)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -42,6 +50,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define SCRATCH_SIZE (1 << 20)
 #define ULL(x) ((unsigned long long)(x))
@@ -63,6 +72,7 @@ struct conn {
     int64_t next_seq;       /* sequence expected next in the current run */
     uint64_t received;      /* messages of the current run */
     int done;               /* received every message of the current run */
+    int deflate;            /* permessage-deflate was negotiated */
 };
 
 /* -- options --------------------------------------------------------------------------------- */
@@ -79,6 +89,7 @@ static const char *g_cookie;
 static const char *g_channel = "broadcast:bench";
 static const char *g_name = "bench-sub";
 static int g_resp3;
+static int g_deflate;                   /* offer permessage-deflate */
 
 /* -- state ----------------------------------------------------------------------------------- */
 
@@ -100,6 +111,11 @@ static uint64_t g_run_conns;
 static uint64_t g_received, g_out_of_order, g_gaps, g_stale, g_bad, g_done_conns;
 static uint64_t g_closed_in_run;
 static uint64_t g_pings; /* pings answered, since the start */
+static uint64_t g_bytes;  /* bytes received during the current run */
+static z_stream g_inflate;
+static char *g_inflated;
+static unsigned char g_hello_frame[256];
+static size_t g_hello_len;
 static uint64_t g_first_recv, g_last_recv, g_run_start, g_deadline;
 static double g_cpu_start;
 
@@ -320,9 +336,11 @@ static void build_request(struct conn *c) {
         n = snprintf(buf, sizeof buf,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\nOrigin: http://%s:%d\r\n%s%s%s\r\n",
+                     "Sec-WebSocket-Version: 13\r\nOrigin: http://%s:%d\r\n%s%s%s%s\r\n",
                      g_path, g_host, g_port, key, g_host, g_port, g_cookie ? "Cookie: " : "",
-                     g_cookie ? g_cookie : "", g_cookie ? "\r\n" : "");
+                     g_cookie ? g_cookie : "", g_cookie ? "\r\n" : "",
+                     g_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                 "client_max_window_bits\r\n" : "");
     }
     set_out(c, buf, (size_t)n);
 }
@@ -468,6 +486,52 @@ static void on_message(struct conn *c, const char *data, size_t len, uint64_t no
     }
 }
 
+/* -- permessage-deflate (RFC 7692) ----------------------------------------------------------- */
+
+/* Inflate one compressed message (its payload, then the 4 bytes the sender removed) into
+ * g_inflated; returns its length, or -1. Each message starts from a fresh state: the server
+ * compresses without context takeover. */
+static long inflate_message(const char *payload, size_t len) {
+    static const unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
+    if (inflateReset(&g_inflate) != Z_OK)
+        return -1;
+    g_inflate.next_out = (unsigned char *)g_inflated;
+    g_inflate.avail_out = SCRATCH_SIZE;
+    g_inflate.next_in = (unsigned char *)payload;
+    g_inflate.avail_in = (unsigned)len;
+    int r = inflate(&g_inflate, Z_SYNC_FLUSH);
+    if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END)
+        return -1;
+    g_inflate.next_in = (unsigned char *)tail;
+    g_inflate.avail_in = 4;
+    r = inflate(&g_inflate, Z_SYNC_FLUSH);
+    if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END)
+        return -1;
+    return (long)(SCRATCH_SIZE - g_inflate.avail_out);
+}
+
+/* The --hello frame: a short text, compressed (tail removed), masked, RSV1 set. */
+static void build_hello(void) {
+    static const char text[] = "{\"hello\": \"from a bench client\"}";
+    unsigned char out[128];
+    z_stream z = {0};
+    deflateInit2(&z, 6, Z_DEFLATED, -12, 8, Z_DEFAULT_STRATEGY);
+    z.next_in = (unsigned char *)text;
+    z.avail_in = sizeof text - 1;
+    z.next_out = out;
+    z.avail_out = sizeof out;
+    deflate(&z, Z_SYNC_FLUSH);
+    size_t len = sizeof out - z.avail_out - 4;
+    deflateEnd(&z);
+    uint32_t mask = (uint32_t)rnd();
+    g_hello_frame[0] = 0x80 | 0x40 | 0x1;
+    g_hello_frame[1] = (unsigned char)(0x80 | len);
+    memcpy(g_hello_frame + 2, &mask, 4);
+    for (size_t i = 0; i < len; i++)
+        g_hello_frame[6 + i] = out[i] ^ g_hello_frame[2 + (i & 3)];
+    g_hello_len = 6 + len;
+}
+
 /* -- websocket frames (RFC 6455 section 5.2) ------------------------------------------------- */
 
 static size_t parse_frames(struct conn *c, const char *data, size_t len, uint64_t now) {
@@ -502,6 +566,15 @@ static size_t parse_frames(struct conn *c, const char *data, size_t len, uint64_
             break;
         const char *payload = data + off + hdr;
         off += hdr + (size_t)plen;
+        if (h[0] & 0x40) { /* RSV1: a compressed message */
+            long n = c->deflate && fin && opcode <= 0x2 ? inflate_message(payload, plen) : -1;
+            if (n < 0) {
+                fail_conn(c, "bad compressed frame");
+                return len;
+            }
+            on_message(c, g_inflated, (size_t)n, now);
+            continue;
+        }
         switch (opcode) {
         case 0x1:
         case 0x2:
@@ -575,7 +648,13 @@ static size_t parse_upgrade(struct conn *c, char *data, size_t len) {
         fail_conn(c, why);
         return len;
     }
+    const char *ext = find_header(data, "Sec-WebSocket-Extensions");
+    c->deflate = ext && strncmp(ext, "permessage-deflate", 18) == 0;
     end[2] = saved;
+    if (g_deflate && !c->deflate) {
+        fail_conn(c, "permessage-deflate offered but not accepted");
+        return len;
+    }
     opened(c);
     return (size_t)(end + 4 - data);
 }
@@ -693,6 +772,8 @@ static void on_readable(struct conn *c) {
         return;
     }
     size_t len = have + (size_t)n, off = 0;
+    if (g_running)
+        g_bytes += (uint64_t)n;
     if (c->state == ST_UPGRADING && g_mode != MODE_REDIS) {
         off = parse_upgrade(c, g_scratch, len);
         if (off == 0 && c->state == ST_UPGRADING)
@@ -766,6 +847,7 @@ static void start_run(long id, uint64_t per_conn, double timeout) {
     g_per_conn = per_conn;
     g_received = g_out_of_order = g_gaps = g_stale = g_bad = g_done_conns = 0;
     g_closed_in_run = 0;
+    g_bytes = 0;
     g_first_recv = g_last_recv = 0;
     memset(&g_lat, 0, sizeof g_lat);
     g_run_conns = 0;
@@ -798,8 +880,8 @@ static void finish_run(int timed_out) {
            g_run_id, ULL(g_run_conns), ULL(expected), ULL(g_received), ULL(lost));
     printf("\"gaps\":%llu,\"out_of_order\":%llu,\"stale\":%llu,\"malformed\":%llu,",
            ULL(g_gaps), ULL(g_out_of_order), ULL(g_stale), ULL(g_bad));
-    printf("\"closed\":%llu,\"pings\":%llu,\"timed_out\":%s,", ULL(g_closed_in_run),
-           ULL(g_pings), timed_out ? "true" : "false");
+    printf("\"closed\":%llu,\"pings\":%llu,\"timed_out\":%s,\"bytes\":%llu,",
+           ULL(g_closed_in_run), ULL(g_pings), timed_out ? "true" : "false", ULL(g_bytes));
     printf("\"run_start_ns\":%llu,\"first_recv_ns\":%llu,\"last_recv_ns\":%llu,",
            ULL(g_run_start), ULL(g_first_recv), ULL(g_last_recv));
     printf("\"wall_s\":%.4f,\"cpu_s\":%.4f,\"latency_us\":", wall, cpu);
@@ -830,6 +912,11 @@ static int on_stdin(void) {
         double timeout;
         if (sscanf(g_cmd, "RUN %ld %llu %lf", &id, &per, &timeout) == 3) {
             start_run(id, per, timeout);
+        } else if (strncmp(g_cmd, "HELLO", 5) == 0 && g_deflate) {
+            for (int i = 0; i < g_nslots; i++)
+                if (g_c[i].state == ST_OPEN &&
+                    send(g_c[i].fd, g_hello_frame, g_hello_len, MSG_NOSIGNAL) < 0)
+                    note_error("cannot send the hello frame: %s", strerror(errno));
         } else if (strncmp(g_cmd, "QUIT", 4) == 0) {
             return 0;
         } else if (g_cmd[0]) {
@@ -860,7 +947,7 @@ static void usage(void) {
             "usage: wsclient ws|redis|handshake --port P [--host 127.0.0.1] [--conns N]\n"
             "       [--count H] [--concurrency C] [--connect-timeout S] [--path /ws/F?flags]\n"
             "       [--cookie 'name=value'] [--channel broadcast:F] [--name bench-sub]\n"
-            "       [--resp3]\n");
+            "       [--resp3] [--deflate]\n");
     exit(2);
 }
 
@@ -877,8 +964,8 @@ static void parse_args(int argc, char **argv) {
         usage();
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--resp3")) {
-            g_resp3 = 1;
+        if (!strcmp(a, "--resp3") || !strcmp(a, "--deflate")) {
+            *(a[2] == 'r' ? &g_resp3 : &g_deflate) = 1;
             continue;
         }
         if (i + 1 >= argc)
@@ -911,6 +998,11 @@ int main(int argc, char **argv) {
     if (getrandom(&g_rng, sizeof g_rng, 0) != sizeof g_rng || !g_rng)
         g_rng = now_ns() | 1;
     g_scratch = malloc(SCRATCH_SIZE);
+    g_inflated = malloc(SCRATCH_SIZE);
+    if (inflateInit2(&g_inflate, -15) != Z_OK)
+        die("inflateInit2 failed");
+    if (g_deflate)
+        build_hello();
     g_ep = epoll_create1(EPOLL_CLOEXEC);
     int total = g_mode == MODE_HANDSHAKE ? g_count : g_conns;
     g_nslots = g_mode == MODE_HANDSHAKE ? g_concurrency : g_conns;

@@ -101,16 +101,18 @@ def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:
         )
 
 
-def run_fuzzingclient(wstest: Path, agent: str, url: str, outdir: Path, timeout: float) -> dict:
-    """Run every case against ``url``; returns the agent's results from reports/index.json
-    (case id -> {"behavior": ..., "behaviorClose": ..., ...}). The HTML reports stay in
-    ``outdir``."""
+def run_fuzzingclient(
+    wstest: Path, agent: str, url: str, outdir: Path, cases: list[str], timeout: float
+) -> dict:
+    """Run ``cases`` (ids, ``*`` patterns) against ``url``; returns the agent's results from
+    reports/index.json (case id -> {"behavior": ..., "behaviorClose": ..., ...}). The HTML
+    reports stay in ``outdir``."""
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
     spec = {
         "outdir": str(outdir),
         "servers": [{"agent": agent, "url": url}],
-        "cases": ["*"],
+        "cases": cases,
         "exclude-cases": [],
         "exclude-agent-cases": {},
     }

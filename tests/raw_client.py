@@ -40,8 +40,8 @@ class Frame:
         return self.payload[2:].decode("utf-8")
 
 
-def handshake_request(path: str, key: str, host: str = "127.0.0.1") -> bytes:
-    """The bytes of a correct opening handshake for ``path``."""
+def handshake_request(path: str, key: str, host: str = "127.0.0.1", extra: str = "") -> bytes:
+    """The bytes of a correct opening handshake for ``path``; ``extra``: more header lines."""
     return (
         f"GET {path} HTTP/1.1\r\n"
         f"Host: {host}\r\n"
@@ -49,6 +49,7 @@ def handshake_request(path: str, key: str, host: str = "127.0.0.1") -> bytes:
         "Connection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n"
+        f"{extra}"
         "\r\n"
     ).encode("ascii")
 
@@ -84,11 +85,14 @@ def encode_client_frame(
 class RawClient:
     """One websocket connection driven by hand; raises on a failed handshake."""
 
-    def __init__(self, port: int, path: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self, port: int, path: str, timeout: float = 5.0, extensions: str | None = None
+    ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self._buffer = b""
         key = base64.b64encode(os.urandom(16)).decode("ascii")
-        self.sock.sendall(handshake_request(path, key))
+        extra = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
+        self.sock.sendall(handshake_request(path, key, extra=extra))
         head = self._read_until(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         assert status_line.startswith("HTTP/1.1 101"), head
@@ -99,6 +103,7 @@ class RawClient:
         expected = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
         assert headers.get("sec-websocket-accept") == expected, headers
         assert headers.get("upgrade", "").lower() == "websocket", headers
+        self.headers = headers
 
     def __enter__(self) -> RawClient:
         return self
@@ -160,7 +165,11 @@ class RawClient:
         """The next server frame; EOFError at end of stream, TimeoutError after the timeout."""
         first, second = self._read_exactly(2)
         assert not second & 0x80, "the server sent a masked frame (RFC 6455 section 5.1)"
-        assert not first & 0x70, "the server set reserved bits without an extension"
+        # RSV1 marks a compressed message once permessage-deflate was negotiated (RFC 7692).
+        allowed = (
+            0x40 if "permessage-deflate" in self.headers.get("sec-websocket-extensions", "") else 0
+        )
+        assert not first & 0x70 & ~allowed, "the server set reserved bits without an extension"
         length = second & 0x7F
         if length == 126:
             (length,) = struct.unpack("!H", self._read_exactly(2))

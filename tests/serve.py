@@ -13,6 +13,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import gc  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -68,8 +69,23 @@ def with_stats(app):
     return wrapper
 
 
+def facility_per_connection(app):
+    """Give each websocket to /ws/echo a facility of its own (/ws/echo-1, /ws/echo-2...): for
+    the Autobahn run, where every case connects to the same URL, so that an echo still on its
+    way through Redis when its case ended cannot reach the websocket of the next case."""
+    counter = itertools.count(1)
+
+    def wrapper(environ, start_response):
+        if environ.get("PATH_INFO") == "/ws/echo":
+            environ["PATH_INFO"] = f"/ws/echo-{next(counter)}"
+        return app(environ, start_response)
+
+    return wrapper
+
+
 def build_app(options: dict):
     use_django = options.pop("django", False)
+    separate = options.pop("facility_per_connection", False)
     if use_django:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_project.settings")
         from django.core.wsgi import get_wsgi_application
@@ -79,7 +95,8 @@ def build_app(options: dict):
         inner = plain_app
     from ws4redis_gevent import WebsocketMiddleware
 
-    return with_stats(WebsocketMiddleware(inner, **options))
+    app = with_stats(WebsocketMiddleware(inner, **options))
+    return facility_per_connection(app) if separate else app
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from .exceptions import ProtocolError
 EXTENSION = "permessage-deflate"
 MIN_WINDOW_BITS = 8
 MAX_WINDOW_BITS = 15
-LEVEL = 6
+LEVEL = 1
 MEM_LEVEL = 8
 # Section 7.2.2: the end of a flushed block, removed by the sender and put back to decompress.
 TAIL = b"\x00\x00\xff\xff"
