@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import select
 import socket
 import struct
 import uuid
@@ -172,12 +173,40 @@ def test_broken_frame_closes_1002_and_the_worker_keeps_serving(server, redis_ser
 
 def test_length_with_the_top_bit_set_is_refused(server, redis_server):
     """A 64-bit length must have its most significant bit clear (section 5.2): refused at
-    the header, with 1002 or 1009, without waiting for a payload."""
+    the header with 1002 (a protocol error, not a size), without waiting for a payload."""
     with RawClient(server.port, PUBLISHER) as client:
         client.send_raw(struct.pack("!BBQ", 0x82, 0xFF, 1 << 63) + b"\x00\x00\x00\x00")
-        close, _ = client.read_until_close()
-        assert close.close_code in (1002, 1009), close
+        assert_closed_with(client, 1002)
     assert_released(server, redis_server)
+
+
+@pytest.mark.parametrize("payload", [b"", b"x"], ids=["empty fragments", "one-byte fragments"])
+def test_endless_fragments_close_1009_and_the_worker_keeps_serving(server, redis_server, payload):
+    """A first frame, then up to 1,000,000 continuation frames that never end the message:
+    1009 after MAX_FRAGMENTS of them (the client stops sending when it reads the close)."""
+    fragment = encode_client_frame(CONTINUATION, payload, fin=False)
+    with RawClient(server.port, PUBLISHER, timeout=30) as client:
+        client.send_frame(BINARY, b"start", fin=False)
+        data = memoryview(fragment * 1_000_000)
+        client.sock.setblocking(False)
+        # Send until everything is out, or the server answers (its close frame is readable).
+        while data:
+            readable, writable, _ = select.select([client.sock], [client.sock], [], 30)
+            if readable or not writable:
+                break
+            try:
+                data = data[client.sock.send(data[:65536]) :]
+            except BlockingIOError:
+                continue
+            except ConnectionError:
+                break
+        client.sock.setblocking(True)
+        client.sock.settimeout(30)
+        close, _ = client.read_until_close()
+        assert close.close_code == 1009, close
+        assert "fragments" in close.close_reason
+    assert_released(server, redis_server)
+    assert_serves_websockets(server)
 
 
 @pytest.mark.parametrize(
