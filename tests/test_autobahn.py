@@ -46,15 +46,16 @@ OPTIONS = {
 BACKENDS = {"gunicorn": "gunicorn", "uwsgi-http-socket": "uwsgi"}
 SUITE_TIMEOUT = 3600.0
 FULL = 517  # every case of autobahntestsuite 25.10.1
-# Sections 12 and 13 (permessage-deflate) send 1,000 messages per case, up to 128 KiB each and
-# in fragments of 256 bytes: the whole of them keeps wstest (Python 2.7) busy for half an hour
-# on a CPU per server. By default they run with messages of 16 B, 1 KiB, 4 KiB and 16 KiB (more
-# than a 4 KiB window) for every payload kind and every offer, and in 256-byte fragments for the
+# Sections 12 and 13 (permessage-deflate) send 1,000 messages per case, one at a time, up to
+# 128 KiB each and in fragments down to 256 bytes: all 216 cases keep wstest (Python 2.7) busy
+# for half an hour per server on this machine. By default they run with messages of 16 bytes
+# (sent back uncompressed: compression would not make them smaller) and 16 KiB (more than a
+# 4 KiB window) for every payload kind and every offer, and in 256-byte fragments with the
 # default offer and without context takeover; WS4REDIS_AUTOBAHN_FULL=1 runs all of them.
 DEFLATE_GROUPS = [f"12.{g}" for g in range(1, 6)] + [f"13.{g}" for g in range(1, 8)]
 DEFAULT_CASES = (
     [f"{s}.*" for s in range(1, 12)]
-    + [f"{group}.{index}" for group in DEFLATE_GROUPS for index in (1, 4, 5, 7)]
+    + [f"{group}.{index}" for group in DEFLATE_GROUPS for index in (1, 7)]
     + ["12.1.11", "13.2.11"]
 )
 
