@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass
 
 from .exceptions import ProtocolError
+from .frames import CloseCode
 
 EXTENSION = "permessage-deflate"
 MIN_WINDOW_BITS = 8
@@ -30,8 +31,6 @@ LEVEL = 1
 MEM_LEVEL = 8
 # Section 7.2.2: the end of a flushed block, removed by the sender and put back to decompress.
 TAIL = b"\x00\x00\xff\xff"
-_PROTOCOL_ERROR = 1002
-_MESSAGE_TOO_BIG = 1009
 
 
 @dataclass(frozen=True)
@@ -210,9 +209,10 @@ class Inflater:
             # One byte more than allowed tells a message over the limit from one at it.
             out = decompressor.decompress(data, limit + 1)
         except zlib.error as exc:
-            raise ProtocolError(_PROTOCOL_ERROR, f"invalid compressed data: {exc}") from None
+            reason = f"invalid compressed data: {exc}"
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, reason) from None
         if len(out) > limit:
-            raise ProtocolError(_MESSAGE_TOO_BIG, "message too big once decompressed")
+            raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big once decompressed")
         if final and (self.no_context_takeover or decompressor.eof):
             # (A block with BFINAL set ends the stream: the next message starts a new one.)
             self._decompressor = None

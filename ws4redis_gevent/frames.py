@@ -11,9 +11,12 @@ import codecs
 import enum
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .deflate import Inflater
 from .exceptions import ProtocolError
+
+if TYPE_CHECKING:
+    from .deflate import Inflater
 
 
 class Opcode(enum.IntEnum):
