@@ -42,11 +42,16 @@ class SuiteUnavailable(RuntimeError):
     """The suite cannot be installed here; the message says why and what to do."""
 
 
+class NoPython27(SuiteUnavailable):
+    """No Python 2.7 on this machine: the suite cannot run here at all."""
+
+
 def find_python27() -> str | None:
     """A Python 2.7 interpreter: $WS4REDIS_PYTHON27, pyenv's 2.7.18, or python2.7 on PATH."""
     if os.environ.get(PYTHON27_ENV):
-        return os.environ[PYTHON27_ENV]
-    roots = [os.environ.get("PYENV_ROOT"), str(Path.home() / ".pyenv"), "/root/.pyenv"]
+        given = os.environ[PYTHON27_ENV]
+        return given if os.access(given, os.X_OK) else None
+    roots = [os.environ.get("PYENV_ROOT"), str(Path.home() / ".pyenv")]
     pyenv = shutil.which("pyenv")
     if pyenv:
         result = subprocess.run([pyenv, "root"], capture_output=True, text=True)
@@ -58,22 +63,34 @@ def find_python27() -> str | None:
     return shutil.which("python2.7")
 
 
+def require_python27() -> str:
+    """The Python 2.7 to install the suite with.
+
+    Raises:
+        NoPython27: with where it was looked for and how to get one.
+    """
+    python27 = find_python27()
+    if python27 is None:
+        raise NoPython27(
+            "no Python 2.7 for the Autobahn testsuite (it runs on 2.7 only): looked for "
+            f"${PYTHON27_ENV}, $(pyenv root)/versions/2.7.18/bin/python (also in $PYENV_ROOT "
+            "and ~/.pyenv) and python2.7 on PATH. Install it with `pyenv install 2.7.18`, or "
+            f"point {PYTHON27_ENV} at one."
+        )
+    return python27
+
+
 def install() -> Path:
     """Install the suite into .venv-autobahn unless done already; returns ``wstest``'s path.
 
     Raises:
-        SuiteUnavailable: no Python 2.7 here, or the installation failed (with pip's output).
+        NoPython27: no Python 2.7 here.
+        SuiteUnavailable: the installation failed (with pip's output).
     """
     stamp = VENV / f".installed-{_digest()}"
     if stamp.exists() and WSTEST.exists():
         return WSTEST
-    python27 = find_python27()
-    if python27 is None:
-        raise SuiteUnavailable(
-            "no Python 2.7 for the Autobahn testsuite (it runs on 2.7 only): looked for "
-            f"${PYTHON27_ENV}, $(pyenv root)/versions/2.7.18/bin/python and python2.7 on PATH. "
-            "Install it with `pyenv install 2.7.18`, or point WS4REDIS_PYTHON27 at one."
-        )
+    python27 = require_python27()
     shutil.rmtree(VENV, ignore_errors=True)
     tools = VENV.with_name(".venv-autobahn-tools")
     shutil.rmtree(tools, ignore_errors=True)

@@ -20,9 +20,11 @@ import pytest
 from autobahn_suite import (
     ARTIFACTS,
     CONFORMANCE_DOC,
+    NoPython27,
     SuiteUnavailable,
     allowed_outcomes,
     install,
+    require_python27,
     run_fuzzingclient,
     totals,
     unexpected,
@@ -64,10 +66,12 @@ DEFAULT_CASES = (
 def wstest() -> str:
     try:
         return str(install())
-    except SuiteUnavailable as exc:
+    except NoPython27 as exc:
         if os.environ.get("CI"):
             pytest.fail(str(exc))  # CI must run the suite: never skip it there
         pytest.skip(str(exc))
+    except SuiteUnavailable as exc:
+        pytest.fail(str(exc))  # a failed installation is a failure everywhere
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -110,3 +114,15 @@ def test_conformance_doc_gives_a_reason_for_each_allowed_case():
         assert allowance.outcome in {"NON-STRICT", "INFORMATIONAL"}, allowance
         assert allowance.backends <= set(BACKENDS.values()), allowance
         assert len(allowance.reason.split()) >= 5, allowance
+
+
+def test_missing_python27_is_reported_with_where_it_was_looked_for(monkeypatch, tmp_path):
+    """Without a Python 2.7 the suite cannot be installed: the error says where it looked and
+    what to do (the fixture skips on it, or fails under CI=true)."""
+    for name in ("WS4REDIS_PYTHON27",):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    with pytest.raises(NoPython27, match=r"pyenv install 2\.7\.18.*WS4REDIS_PYTHON27"):
+        require_python27()
