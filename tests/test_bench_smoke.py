@@ -1,7 +1,8 @@
 """The fan-out benchmark (bench/fanout.py) runs end to end and counts every message right.
 
-A smoke run: 10 clients, 50 messages flat out, against the Redis baseline and gunicorn, plus the
-handshake runs. Only counts are checked, never timings.
+A smoke run: 10 clients, 50 messages flat out, against the Redis baseline, gunicorn and gunicorn
+with clients that negotiate permessage-deflate, plus the handshake runs. Only counts are
+checked, never timings.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def records() -> list[dict[str, Any]]:
     if not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("no C compiler for bench/wsclient.c")
     cmd = [sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick",
-           "--targets", "redis,gunicorn", "--rates", "0"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=50)
+           "--targets", "redis,gunicorn,gunicorn-deflate", "--rates", "0"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -35,7 +36,7 @@ def fanout_run(records: list[dict[str, Any]], target: str) -> dict[str, Any]:
     return run
 
 
-@pytest.mark.parametrize("target", ["redis", "gunicorn"])
+@pytest.mark.parametrize("target", ["redis", "gunicorn", "gunicorn-deflate"])
 def test_every_client_gets_every_message_in_order(records, target):
     """Each of the 10 clients receives the 50 messages, none lost, none out of order."""
     run = fanout_run(records, target)
@@ -60,7 +61,11 @@ def test_redis_connections_one_per_client_for_redis_not_for_gunicorn(records):
 
 def test_handshake_runs_complete_and_django_reads_the_session(records):
     """Every handshake of the plain and the Django app gets its 101; Django used the session."""
-    runs = {r["app"]: r for r in records if r.get("mode") == "handshake"}
+    runs = {
+        r["app"]: r
+        for r in records
+        if r.get("mode") == "handshake" and r.get("target") != "gunicorn-deflate"
+    }
     assert set(runs) == {"plain", "django"}
     for run in runs.values():
         assert (run["ok"], run["failed"]) == (HANDSHAKES, 0)
@@ -73,7 +78,10 @@ def test_summary_has_ratios_to_the_baseline(records):
     assert summary["summary"] is True
     assert summary["lost_total"] == 0
     assert summary["skipped"] == []
-    assert [(r["target"], r["rate"]) for r in summary["ratios"]] == [("gunicorn", 0.0)]
+    assert [(r["target"], r["rate"]) for r in summary["ratios"]] == [
+        ("gunicorn", 0.0),
+        ("gunicorn-deflate", 0.0),
+    ]
 
 
 def test_metrics_cost_components_run():
@@ -87,3 +95,13 @@ def test_metrics_cost_components_run():
     assert set(record["components"]) == {"observe_us", "sync_us", "exposition_us"}
     assert all(cost > 0 for cost in record["components"].values())
     assert set(record["bounds"]) == {"0.0", "200.0"}
+
+
+def test_deflate_clients_get_compressed_frames_and_the_summary_compares(records):
+    """The -deflate clients negotiated compression: fewer bytes per delivery than without
+    (the same messages), and the summary's deflate_ratios compare the two runs."""
+    plain, deflate = fanout_run(records, "gunicorn"), fanout_run(records, "gunicorn-deflate")
+    assert deflate["wire_bytes_per_delivery"] < plain["wire_bytes_per_delivery"]
+    assert deflate["kb_per_connection_spoken"] is not None
+    (ratio,) = records[-1]["deflate_ratios"]
+    assert ratio["target"] == "gunicorn-deflate" and ratio["wire_bytes_ratio"] < 1
