@@ -11,12 +11,17 @@ import codecs
 import enum
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .exceptions import ProtocolError
 
-if TYPE_CHECKING:
-    from .deflate import Inflater
+
+class Inflater(Protocol):
+    """Decompresses a message's frames (``deflate.Inflater``, when permessage-deflate is on)."""
+
+    def feed(self, data: bytes, limit: int, final: bool = False) -> bytes:
+        """The decompressed bytes of ``data``; ProtocolError (1009) beyond ``limit``."""
+        ...
 
 
 class Opcode(enum.IntEnum):
