@@ -29,7 +29,7 @@ class FakeWebSocket:
 
 class FakeSubscriber:
     def __init__(self, publishers: list[str]) -> None:
-        self._publishers = publishers
+        self.publish_targets = publishers
         self.published: list[Any] = []
 
     def publish_message(self, message: Any) -> None:

@@ -187,6 +187,11 @@ class RedisStore:
         self._history: HistoryPublisher | None = None
         self.facility: str | None = None
 
+    @property
+    def publish_targets(self) -> list[str]:
+        """The channels what this store publishes goes to (what the relay publishes on)."""
+        return self._publishers
+
     def get_prefix(self) -> str:
         """The channel prefix with its colon, or an empty string (as ws4redis)."""
         return f"{self.settings.prefix}:" if self.settings.prefix else ""

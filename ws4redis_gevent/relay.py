@@ -33,7 +33,6 @@ import gevent.event
 import redis
 
 from . import stats
-from .backends import WebSocket
 from .exceptions import ConnectionClosed, ProtocolError
 from .frames import Close, CloseCode, Message, Opcode, Ping, encode_frame
 from .history import entry_id
@@ -42,6 +41,7 @@ from .outgoing import Outgoing
 from .rate import TokenBucket
 from .redis_store import RedisMessage
 from .settings import DEFAULT_MAX_PENDING_BYTES, Settings
+from .transport import NonBlockingWrites, Parkable, WebSocket
 
 logger = logging.getLogger("ws4redis_gevent.relay")
 
@@ -132,7 +132,9 @@ class Outbox:
 
     def attach(self, websocket: WebSocket) -> None:
         """Let ``flush`` write to ``websocket`` directly, if its backend can."""
-        self._send_nowait = getattr(websocket, "send_nowait", None)
+        self._send_nowait = (
+            websocket.send_nowait if isinstance(websocket, NonBlockingWrites) else None
+        )
 
     def detach(self) -> None:
         """The websocket has ended: what the hub delivers until it lets go is dropped."""
@@ -364,6 +366,8 @@ class Relay:
         "_next_beat",
         "_publish_bucket",
         "_publish_bytes_bucket",
+        "_writes",
+        "_parkable",
         "_ping_bucket",
         "_on_end",
         "_end_in_loop",
@@ -409,9 +413,16 @@ class Relay:
         self._end_in_loop = False
         outbox.on_overflow = self._on_overflow
         outbox.on_backlog = self._start_writer
-        if hasattr(websocket, "write_timeout"):
+        # Optional capabilities, learnt once (transport.py).
+        self._writes: NonBlockingWrites | None = None
+        if isinstance(websocket, NonBlockingWrites):
+            self._writes = websocket
+        self._parkable: Parkable | None = None
+        if isinstance(websocket, Parkable) and websocket.can_park:
+            self._parkable = websocket
+        if self._writes is not None:
             # A peer that takes no byte for this long would not have answered a ping either.
-            websocket.write_timeout = settings.ping_interval + settings.ping_timeout
+            self._writes.write_timeout = settings.ping_interval + settings.ping_timeout
 
     def _on_overflow(self) -> None:
         logger.info("websocket too slow (%s): closing", self.outbox.overflow_cause)
@@ -420,7 +431,7 @@ class Relay:
     @property
     def can_park(self) -> bool:
         """Whether the websocket can be served without a greenlet while idle (``start``)."""
-        return bool(getattr(self.websocket, "can_park", False))
+        return self._parkable is not None
 
     def run(self) -> None:
         """Relay until the websocket closes, in this greenlet; always releases the socket and
@@ -444,7 +455,7 @@ class Relay:
         self._on_end = on_end
         self._end_in_loop = end_in_loop
         self._begin()
-        self.websocket.park(self._readable)  # type: ignore[attr-defined]
+        self._park()
 
     def _begin(self) -> None:
         _live.add(self)
@@ -477,7 +488,7 @@ class Relay:
             if not events:  # woken for nothing whole yet
                 if events is not None:
                     self._last_received = time.monotonic()
-                self.websocket.park(self._readable)  # type: ignore[attr-defined]
+                self._park()
                 return
         gevent.spawn(self._read_ready, events)
 
@@ -505,22 +516,30 @@ class Relay:
             if events is None:
                 events = self._receive_slice(deadline)
                 if events is None:  # nothing more to read: idle again
-                    self.websocket.park(self._readable)  # type: ignore[attr-defined]
+                    self._park()
                     return True
             self._last_received = time.monotonic()
             if self._handle(events):
                 return False
             if self._last_received >= deadline:
-                self.websocket.park(self._readable)  # type: ignore[attr-defined]
+                self._park()
                 return True
             events = None
+
+    def _parked(self) -> Parkable:
+        if self._parkable is None:
+            raise RuntimeError("this websocket cannot be parked (can_park is false)")
+        return self._parkable
+
+    def _park(self) -> None:
+        self._parked().park(self._readable)
 
     def _receive_slice(self, deadline: float) -> list[Any] | None:
         """Read until events complete, the socket is empty or ``deadline`` passed: the
         events; [] when bytes were read but completed none; None when there was nothing."""
         received: list[Any] | None = None
         while True:
-            events = self.websocket.receive_nowait()  # type: ignore[attr-defined]
+            events = self._parked().receive_nowait()
             if events is None:
                 return received
             if events or time.monotonic() >= deadline:
@@ -643,7 +662,7 @@ class Relay:
             self.websocket.send([Outgoing(self._heartbeat)])
             return
         self._spend_publish_token()
-        publishers = getattr(self.subscriber, "_publishers", ())
+        publishers = self.subscriber.publish_targets
         if not self.echo:
             for channel in publishers:
                 encoded = channel.encode("utf-8")
@@ -708,9 +727,8 @@ class Relay:
     def _write_backlog(self) -> None:
         """The writer greenlet: send what the socket could not take at once, then end."""
         try:
-            finish = getattr(self.websocket, "finish_write", None)
-            if finish is not None:
-                finish()  # the end of a frame that a flush could write only in part
+            if self._writes is not None:
+                self._writes.finish_write()  # the end of a frame a flush wrote only in part
             while not self._closing and (data := self.outbox.take()):
                 self.websocket.send_bytes(data)
             if self._closing:
@@ -718,7 +736,8 @@ class Relay:
         except ConnectionClosed as exc:
             self.outbox.clear()
             self._closing = True
-            if self._close_timer is None and not getattr(self.websocket, "close_sent", False):
+            close_sent = self._writes is not None and self._writes.close_sent
+            if self._close_timer is None and not close_sent:
                 # Not closing: the peer is gone. Wake the reader, which would otherwise wait
                 # forever on it. (While closing, the close frame may still be on its way; the
                 # close timer ends the connection if the client never answers it.)

@@ -1,69 +1,18 @@
 """Backends: how a request is upgraded, and how its websocket receives and sends.
 
 A backend imports its library (gevent's pywsgi, uwsgi) only inside its own module. The relay loop
-in ``ws4redis_gevent.relay`` is written once against the ``WebSocket`` interface below.
+in ``ws4redis_gevent.relay`` is written once against the ``WebSocket`` interface and its optional
+capabilities, which the core declares in ``ws4redis_gevent.transport``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..deflate import DeflateParams
-from ..frames import Event
-from ..outgoing import Outgoing
-
-
-class WebSocket(Protocol):
-    """An upgraded connection, as the relay loop sees it."""
-
-    def receive(self) -> list[Event]:
-        """Block until data arrives; the events one read completed (maybe none: a relay
-        yields after each call, so a flooding client cannot hold the worker). Raise
-        ConnectionClosed at end of stream."""
-        ...
-
-    def send(self, messages: Sequence[Outgoing]) -> None:
-        """Send whole messages, in order."""
-        ...
-
-    def send_bytes(self, data: bytes) -> None:
-        """Send already framed bytes, after the rest of any unfinished write; blocks."""
-        ...
-
-    def ping(self, payload: bytes = b"") -> None: ...
-
-    def pong(self, payload: bytes = b"") -> None: ...
-
-    def send_close(self, code: int, reason: str = "") -> None:
-        """Send a close frame (once; later calls do nothing)."""
-        ...
-
-    def shutdown(self, drain: bool = False) -> None:
-        """Close the transport; with ``drain``, wait (briefly) for the client to close first.
-
-        Only the greenlet that receives may call it."""
-        ...
-
-    def abort(self) -> None:
-        """Drop the connection from any greenlet: the receiving greenlet then gets
-        ConnectionClosed and shuts down."""
-        ...
-
-
-# Optionally, a WebSocket has ``send_nowait(data: bytes) -> int``: write already framed bytes
-# without blocking and return how many went out; when only part did, it keeps the rest and
-# sends it first in ``finish_write()`` (or any later write), so frames never interleave. The hub
-# then writes fan-out messages itself, in one system call per socket and burst; without it,
-# each websocket's writer greenlet sends.
-# It may also have ``can_park: bool``, and when it is true ``park(callback)`` and
-# ``receive_nowait() -> list[Event] | None``: the relay then serves the websocket without a
-# greenlet while it is idle (``Relay.start``). ``park`` has the event loop call ``callback``
-# (which must not block) once the socket is readable; ``receive_nowait`` returns what arrived,
-# None when no whole frame did.
-# It may also have ``write_timeout: float | None``: the relay sets it, and a write that makes no
-# progress for that long raises ConnectionClosed (a vanished peer whose socket buffer is full).
+from ..transport import WebSocket
 
 
 class Backend(Protocol):
@@ -120,3 +69,6 @@ def load_backend(name: str) -> Backend:
     from ..settings import import_string
 
     return import_string(BACKENDS.get(name, name))()
+
+
+__all__ = ["BACKENDS", "Backend", "WebSocket", "load_backend", "select_backend"]
