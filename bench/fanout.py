@@ -139,6 +139,7 @@ class Bench:
         self.binary = build_client()
         self.uwsgi = find_uwsgi()
         self.records: list[dict[str, Any]] = []
+        self.window: float | None = None  # the write window of the target being measured
         self._run_id = 0
 
     def emit(self, record: dict[str, Any]) -> None:
@@ -147,8 +148,10 @@ class Bench:
 
     # -- targets ---------------------------------------------------------------------------
 
-    def target(self, name: str) -> None:
-        """Measure one target: idle connections, then one run per rate, then handshakes."""
+    def target(self, name: str, window: float | None = None) -> None:
+        """Measure one target: idle connections, then one run per rate, then handshakes.
+        ``window``: this project's WS4REDIS_WRITE_WINDOW (ms) for this target's server."""
+        self.window = window
         try:
             under_test = self._start(name)
         except Skipped as exc:
@@ -157,7 +160,8 @@ class Bench:
             return
         try:
             self._fanout(under_test)
-            if under_test.server is not None and self.args.handshakes:
+            first_window = window is None or window == self.args.write_windows[0]
+            if under_test.server is not None and self.args.handshakes and first_window:
                 self._handshakes(under_test, "plain", WS_PATH)
         finally:
             if under_test.server is not None:
@@ -167,10 +171,9 @@ class Bench:
 
     def _start(self, name: str) -> UnderTest:
         deflate = name.endswith("-deflate")
-        options = (
-            {**self.args.app_options, "compression": True} if deflate else self.args.app_options
-        )
-        env = server_env(self.redis.url, options)
+        windowed = {} if self.window is None else {"write_window": self.window}
+        compressed = {"compression": True} if deflate else {}
+        env = server_env(self.redis.url, {**self.args.app_options, **compressed, **windowed})
         if name == "redis":
             # The baseline's server under test is redis-server: it gets the server CPU.
             pid = redis_pid(self.redis)
@@ -226,6 +229,7 @@ class Bench:
             rss_connected = settled_rss_kb(pids)
             idle = {
                 "target": under_test.name,
+                **({} if self.window is None else {"write_window_ms": self.window}),
                 "clients": args.clients,
                 "connected": connected,
                 "connect_errors": [r["error"] for r in readies if r["error"]][:3],
@@ -448,7 +452,7 @@ class Bench:
             base = baseline.get(run["rate"])
             if run["target"] == "redis" or base is None:
                 continue
-            ratio = {"target": run["target"], "rate": run["rate"]}
+            ratio = {"target": run["target"], "rate": run["rate"], **_window(run)}
             for name, key in (
                 ("deliveries_per_s_ratio", ("deliveries_per_s",)),
                 ("p50_ratio", ("latency_us", "p50")),
@@ -531,7 +535,8 @@ def against_peers(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for (peer, rate), theirs in peers.items():
             if rate != run["rate"]:
                 continue
-            ratio: dict[str, Any] = {"target": run["target"], "peer": peer, "rate": rate}
+            ratio: dict[str, Any] = {"target": run["target"], **_window(run), "peer": peer,
+                                     "rate": rate}  # fmt: skip
             for name, key in PEER_FIGURES:
                 ratio[name] = per(_get(run, key) or 0, _get(theirs, key))
             ratios.append(ratio)
@@ -549,8 +554,9 @@ def side_by_side(records: list[dict[str, Any]]) -> str:
     for r in runs:  # steady rates first, flat out last; targets in the order they ran
         latency, cpu = r["latency_us"], r["cpu_us_per_delivery"]
         rate = f"{r['rate']:g}/s" if r["rate"] else "flat out"
+        target = r["target"] + (f" ({r['write_window_ms']:g} ms window)" if _window(r) else "")
         rows.append(
-            f"| {r['target']} | {rate} "
+            f"| {target} | {rate} "
             f"| {(r['deliveries_per_s'] or 0) / 1000:.1f}k | {r['lost']} "
             f"| {latency['p50'] / 1000:.1f} | {latency['p99'] / 1000:.1f} "
             f"| {'-' if cpu is None else f'{cpu:.2f}'} | {r['kb_per_connection']} |"
@@ -573,6 +579,11 @@ def profile_top(path: Path, count: int = 12) -> list[list[Any]]:
             total += int(samples)
     ranked = sorted(leaves.items(), key=lambda item: -item[1])[:count]
     return [[name, round(n / total, 3)] for name, n in ranked] if total else []
+
+
+def _window(record: dict[str, Any]) -> dict[str, float]:
+    """The run's write window, when the invocation set one (--write-windows)."""
+    return {"write_window_ms": record["write_window_ms"]} if "write_window_ms" in record else {}
 
 
 def _get(record: dict[str, Any], key: tuple[str, ...]) -> Any:
@@ -598,6 +609,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--client-procs", type=int, default=1, help="load client processes (1)")
     add("--run-timeout", type=float, help="seconds a run may last after publishing (60)")
     add("--app-options", type=json.loads, default={}, help='middleware options, JSON: {"a": 1}')
+    add("--write-windows", metavar="MS,MS", help="run gunicorn and uwsgi once per write window")
     add("--no-pin", action="store_true", help="leave processes on every CPU")
     add("--profile", metavar="DIR", help="sample the worker with py-spy during each run")
     add("--quick", action="store_true", help="a smoke run: small defaults, about 15 s")
@@ -608,6 +620,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             setattr(args, name, value)
     args.rates = [float(rate) for rate in args.rates.split(",")]
     args.targets = args.targets.split(",")
+    args.write_windows = (
+        [float(w) for w in args.write_windows.split(",")] if args.write_windows else [None]
+    )
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
@@ -626,7 +641,8 @@ def main(argv: Sequence[str]) -> int:
     with RedisServer(args=redis_args) as redis:
         bench = Bench(args, redis, cpus)
         for target in args.targets:
-            bench.target(target)
+            for window in args.write_windows if target in OURS else [None]:
+                bench.target(target, window)
         if args.handshakes and "gunicorn" in args.targets:  # (not for -deflate targets alone)
             bench.django_handshakes()
         emit(bench.summary(time.monotonic() - started, nofile, loadavg))
