@@ -149,6 +149,10 @@ def cmd_test(pytest_args: list[str]) -> None:
         # Node's built-in test runner runs the JS client's unit tests (they skip without it).
         say("no node for the JS client tests: installing Debian's nodejs package")
         apt_install("nodejs")
+    if not shutil.which("npm"):
+        # npm installs the Node peer of the fan-out benchmark (bench/peers/, its smoke test).
+        say("no npm for the benchmark's Node peer: installing Debian's npm package")
+        apt_install("npm")
     if not (shutil.which("nginx") or os.access("/usr/sbin/nginx", os.X_OK)):
         # nginx in front of gunicorn and uWSGI in the deployment tests (they skip without it).
         say("no nginx for the deployment tests: installing Debian's nginx package")

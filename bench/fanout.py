@@ -17,6 +17,13 @@ the server's CPU per delivery. Targets:
               the same servers, with clients that negotiate permessage-deflate (as Chromium
               offers it); memory is measured idle, then once each sent one compressed message
 
+and the peers (bench/peers/, installed by the bench into bench/.build/peers): what a Python or
+Node team would write instead, compression off:
+
+    websockets  Python websockets on uvloop, redis.asyncio pub/sub, websockets.broadcast
+    node        Node ws with one ioredis subscriber, client.send in a loop
+    channels    Django Channels, RedisPubSubChannelLayer, a consumer in a group, uvicorn
+
 Then ``--handshakes`` websocket handshakes (100 in flight) against each server, and against
 gunicorn serving the Django variant (bench/django_app.py: a signed-cookie session, with the
 user and groups read from it). With two CPUs or more, the server under test runs on the first
@@ -24,7 +31,8 @@ CPU and everything else (load client, publisher, the driver, redis-server when i
 server under test) on the second.
 
 Output: one JSON line per (target, rate) run and per handshake run, then a summary line with
-the ratios of each target to the Redis baseline at the same rate. Progress goes to stderr.
+the ratios of each target to the Redis baseline at the same rate, and of this project's
+servers to each peer. Progress, and a table side by side at the end, go to stderr.
 bench/README.md explains every field.
 """
 
@@ -40,7 +48,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,11 +75,15 @@ from bench.measure import (  # noqa: E402
     rss_kb,
     settled_rss_kb,
 )
+from bench.peers.environments import PeerUnavailable  # noqa: E402
+from bench.peers.targets import PEERS  # noqa: E402
+from bench.peers.targets import start as start_peer  # noqa: E402
 from bench.publisher import Publisher  # noqa: E402
 from bench.servers import Server, find_uwsgi, server_env, start_gunicorn, start_uwsgi  # noqa: E402
 
-TARGETS = ("redis", "gunicorn", "uwsgi", "gunicorn-deflate", "uwsgi-deflate")
-DEFAULT_TARGETS = ("redis", "gunicorn", "uwsgi")
+OURS = ("gunicorn", "uwsgi")
+TARGETS = ("redis", *OURS, "gunicorn-deflate", "uwsgi-deflate", *PEERS)
+DEFAULT_TARGETS = ("redis", *OURS, *PEERS)
 FACILITY = "bench"
 CHANNEL = f"broadcast:{FACILITY}"
 WS_PATH = f"/ws/{FACILITY}?subscribe-broadcast"
@@ -113,6 +125,8 @@ class UnderTest:
     pids: list[int]
     server: Server | None = None  # None for the Redis baseline
     client_flags: list[str] = dataclasses.field(default_factory=list)  # more wsclient options
+    channel: str = CHANNEL  # where the publisher publishes
+    wrap: Callable[[bytes], bytes] | None = None  # what it makes of each payload (Channels)
 
 
 class Bench:
@@ -125,6 +139,7 @@ class Bench:
         self.binary = build_client()
         self.uwsgi = find_uwsgi()
         self.records: list[dict[str, Any]] = []
+        self.window: float | None = None  # the write window of the target being measured
         self._run_id = 0
 
     def emit(self, record: dict[str, Any]) -> None:
@@ -133,8 +148,10 @@ class Bench:
 
     # -- targets ---------------------------------------------------------------------------
 
-    def target(self, name: str) -> None:
-        """Measure one target: idle connections, then one run per rate, then handshakes."""
+    def target(self, name: str, window: float | None = None) -> None:
+        """Measure one target: idle connections, then one run per rate, then handshakes.
+        ``window``: this project's WS4REDIS_WRITE_WINDOW (ms) for this target's server."""
+        self.window = window
         try:
             under_test = self._start(name)
         except Skipped as exc:
@@ -143,7 +160,8 @@ class Bench:
             return
         try:
             self._fanout(under_test)
-            if under_test.server is not None and self.args.handshakes:
+            first_window = window is None or window == self.args.write_windows[0]
+            if under_test.server is not None and self.args.handshakes and first_window:
                 self._handshakes(under_test, "plain", WS_PATH)
         finally:
             if under_test.server is not None:
@@ -153,16 +171,24 @@ class Bench:
 
     def _start(self, name: str) -> UnderTest:
         deflate = name.endswith("-deflate")
-        options = (
-            {**self.args.app_options, "compression": True} if deflate else self.args.app_options
-        )
-        env = server_env(self.redis.url, options)
+        windowed = {} if self.window is None else {"write_window": self.window}
+        compressed = {"compression": True} if deflate else {}
+        env = server_env(self.redis.url, {**self.args.app_options, **compressed, **windowed})
         if name == "redis":
             # The baseline's server under test is redis-server: it gets the server CPU.
             pid = redis_pid(self.redis)
             pin(pid, self.cpus.server)
             return UnderTest(name, "redis", self.redis.port, [pid])
-        if name.startswith("gunicorn"):
+        channel, wrap = CHANNEL, None
+        if name in PEERS:
+            try:
+                peer = start_peer(name, free_port(), self.redis.url, CHANNEL, env, self.cpus)
+            except PeerUnavailable as exc:
+                raise Skipped(f"{name} cannot be installed: {exc}") from exc
+            except RuntimeError as exc:
+                raise Skipped(f"{name} did not start: {exc}") from exc
+            server, channel, wrap = peer.server, peer.channel, peer.wrap
+        elif name.startswith("gunicorn"):
             server = start_gunicorn(free_port(), env, self.cpus)
         elif self.uwsgi is None:
             raise Skipped("no uwsgi binary (pip install uwsgi)")
@@ -177,7 +203,9 @@ class Bench:
         if probe["ok"] != 1:
             server.stop()
             raise Skipped(f"no websocket served: {probe['error']}; log: {server.log_path}")
-        under_test = UnderTest(name, "ws", server.port, server.workers(), server)
+        under_test = UnderTest(
+            name, "ws", server.port, server.workers(), server, channel=channel, wrap=wrap
+        )
         if deflate:
             under_test.client_flags = ["--deflate"]
         return under_test
@@ -201,6 +229,7 @@ class Bench:
             rss_connected = settled_rss_kb(pids)
             idle = {
                 "target": under_test.name,
+                **({} if self.window is None else {"write_window_ms": self.window}),
                 "clients": args.clients,
                 "connected": connected,
                 "connect_errors": [r["error"] for r in readies if r["error"]][:3],
@@ -263,7 +292,13 @@ class Bench:
             client.start_run(self._run_id, args.messages, timeout)
         with Publisher(self.redis.host, self.redis.port) as publisher:
             sent = publisher.publish(
-                CHANNEL, args.messages, rate, args.size, self._run_id, args.payload
+                under_test.channel,
+                args.messages,
+                rate,
+                args.size,
+                self._run_id,
+                args.payload,
+                under_test.wrap,
             )
         reports = [client.result(timeout + 30) for client in clients]
         wall = time.monotonic() - wall0
@@ -417,7 +452,7 @@ class Bench:
             base = baseline.get(run["rate"])
             if run["target"] == "redis" or base is None:
                 continue
-            ratio = {"target": run["target"], "rate": run["rate"]}
+            ratio = {"target": run["target"], "rate": run["rate"], **_window(run)}
             for name, key in (
                 ("deliveries_per_s_ratio", ("deliveries_per_s",)),
                 ("p50_ratio", ("latency_us", "p50")),
@@ -439,6 +474,7 @@ class Bench:
             "size": self.args.size,
             "app_options": self.args.app_options,
             "ratios": ratios,
+            "against_peers": against_peers(runs),
             "load_cpu_saturated": [
                 {k: r[k] for k in ("target", "rate", "client_cpu_share", "load_cpu_share")}
                 for r in runs
@@ -481,6 +517,53 @@ def deflate_ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ratios
 
 
+PEER_FIGURES = (  # (name, key): each a ratio ours / peer
+    ("deliveries_per_s_ratio", ("deliveries_per_s",)),
+    ("p50_ratio", ("latency_us", "p50")),
+    ("p99_ratio", ("latency_us", "p99")),
+    ("cpu_us_per_delivery_ratio", ("cpu_us_per_delivery",)),
+    ("kb_per_connection_ratio", ("kb_per_connection",)),
+)
+
+
+def against_peers(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This project's servers against each peer at the same rate, in the same invocation:
+    ours / peer for each figure (above 1: ours delivers more, but waits and costs more)."""
+    peers = {(r["target"], r["rate"]): r for r in runs if r["target"] in PEERS}
+    ratios = []
+    for run in (r for r in runs if r["target"] in OURS):
+        for (peer, rate), theirs in peers.items():
+            if rate != run["rate"]:
+                continue
+            ratio: dict[str, Any] = {"target": run["target"], **_window(run), "peer": peer,
+                                     "rate": rate}  # fmt: skip
+            for name, key in PEER_FIGURES:
+                ratio[name] = per(_get(run, key) or 0, _get(theirs, key))
+            ratios.append(ratio)
+    return ratios
+
+
+def side_by_side(records: list[dict[str, Any]]) -> str:
+    """The runs of one invocation as a table (for stderr and bench/README.md)."""
+    rows = [
+        "| target | rate | deliveries/s | lost | p50 ms | p99 ms | us CPU/delivery"
+        " | KiB/conn idle |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    runs = sorted((r for r in records if "rate" in r), key=lambda r: (r["rate"] == 0, r["rate"]))
+    for r in runs:  # steady rates first, flat out last; targets in the order they ran
+        latency, cpu = r["latency_us"], r["cpu_us_per_delivery"]
+        rate = f"{r['rate']:g}/s" if r["rate"] else "flat out"
+        target = r["target"] + (f" ({r['write_window_ms']:g} ms window)" if _window(r) else "")
+        rows.append(
+            f"| {target} | {rate} "
+            f"| {(r['deliveries_per_s'] or 0) / 1000:.1f}k | {r['lost']} "
+            f"| {latency['p50'] / 1000:.1f} | {latency['p99'] / 1000:.1f} "
+            f"| {'-' if cpu is None else f'{cpu:.2f}'} | {r['kb_per_connection']} |"
+        )
+    return "\n".join(rows)
+
+
 def profile_top(path: Path, count: int = 12) -> list[list[Any]]:
     """The functions the sampled process spent its time in (self time: the innermost frame of
     each sample), as [function, share of the samples], from py-spy's raw (collapsed) output."""
@@ -496,6 +579,11 @@ def profile_top(path: Path, count: int = 12) -> list[list[Any]]:
             total += int(samples)
     ranked = sorted(leaves.items(), key=lambda item: -item[1])[:count]
     return [[name, round(n / total, 3)] for name, n in ranked] if total else []
+
+
+def _window(record: dict[str, Any]) -> dict[str, float]:
+    """The run's write window, when the invocation set one (--write-windows)."""
+    return {"write_window_ms": record["write_window_ms"]} if "write_window_ms" in record else {}
 
 
 def _get(record: dict[str, Any], key: tuple[str, ...]) -> Any:
@@ -515,12 +603,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add(
         "--targets",
         default=",".join(DEFAULT_TARGETS),
-        help=f"of {','.join(TARGETS)} (the first three)",
+        help=f"of {','.join(TARGETS)} (all but the -deflate ones)",
     )
     add("--handshakes", type=int, help="handshakes per server (5000; --quick: 100; 0: none)")
     add("--client-procs", type=int, default=1, help="load client processes (1)")
     add("--run-timeout", type=float, help="seconds a run may last after publishing (60)")
     add("--app-options", type=json.loads, default={}, help='middleware options, JSON: {"a": 1}')
+    add("--write-windows", metavar="MS,MS", help="run gunicorn and uwsgi once per write window")
     add("--no-pin", action="store_true", help="leave processes on every CPU")
     add("--profile", metavar="DIR", help="sample the worker with py-spy during each run")
     add("--quick", action="store_true", help="a smoke run: small defaults, about 15 s")
@@ -531,6 +620,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             setattr(args, name, value)
     args.rates = [float(rate) for rate in args.rates.split(",")]
     args.targets = args.targets.split(",")
+    args.write_windows = (
+        [float(w) for w in args.write_windows.split(",")] if args.write_windows else [None]
+    )
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
@@ -549,10 +641,12 @@ def main(argv: Sequence[str]) -> int:
     with RedisServer(args=redis_args) as redis:
         bench = Bench(args, redis, cpus)
         for target in args.targets:
-            bench.target(target)
+            for window in args.write_windows if target in OURS else [None]:
+                bench.target(target, window)
         if args.handshakes and "gunicorn" in args.targets:  # (not for -deflate targets alone)
             bench.django_handshakes()
         emit(bench.summary(time.monotonic() - started, nofile, loadavg))
+        print(side_by_side(bench.records), file=sys.stderr, flush=True)
     return 0
 
 

@@ -19,6 +19,7 @@ import select
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 CHUNK = 64  # messages per pipelined write when publishing flat out
@@ -137,10 +138,13 @@ class Publisher:
         size: int = 100,
         run: int = 0,
         filler: str = "x",
+        wrap: Callable[[bytes], bytes] | None = None,
     ) -> PublishResult:
         """Publish ``count`` messages to ``channel`` at ``rate`` per second (0: flat out),
-        padded with ``filler`` ("x" or "json")."""
+        padded with ``filler`` ("x" or "json"); ``wrap`` turns each payload into what is
+        published (the Channels peer's events)."""
         encoded = channel.encode()
+        make = payload if wrap is None else lambda *args: wrap(payload(*args))
         receivers: list[int] = []
         first = last = 0
         if rate > 0:
@@ -151,7 +155,7 @@ class Publisher:
                 if wait > 0:
                     time.sleep(wait / 1e9)
                 first = first or time.monotonic_ns()
-                self.sock.sendall(command(encoded, payload(run, seq, size, filler)))
+                self.sock.sendall(command(encoded, make(run, seq, size, filler)))
                 last = time.monotonic_ns()
                 # Open loop: the schedule does not wait for Redis' replies, read as they come.
                 receivers.extend(self._read_ready_counts())
@@ -160,7 +164,7 @@ class Publisher:
             first = time.monotonic_ns()
             for base in range(0, count, CHUNK):
                 batch = b"".join(
-                    command(encoded, payload(run, seq, size, filler))
+                    command(encoded, make(run, seq, size, filler))
                     for seq in range(base, min(base + CHUNK, count))
                 )
                 self.sock.sendall(batch)

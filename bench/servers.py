@@ -1,4 +1,4 @@
-"""The servers under test: gunicorn with ws4redis_gevent's worker, and uWSGI with gevent.
+"""The servers under test: gunicorn with ws4redis_gevent's worker, uWSGI with gevent, the peers.
 
 Each runs in its own process group on the server CPU, serving bench/app.py (or
 bench/django_app.py); its output goes to bench/.build/NAME.log, kept for a look after a run.
@@ -67,6 +67,17 @@ class Server:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} did not answer HTTP:\n{self.output()}")
             time.sleep(0.1)
+
+    def wait_for_output(self, marker: str, timeout: float = START_TIMEOUT) -> Server:
+        """Wait until the server prints ``marker`` (the peers say when they serve)."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.output(tail=100_000):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not say {marker!r}:\n{self.output()}")
+            time.sleep(0.1)
+        return self
 
     def workers(self) -> list[int]:
         """gunicorn's worker (the master's child), or the process itself when it has none."""

@@ -1,13 +1,15 @@
 """The fan-out benchmark (bench/fanout.py) runs end to end and counts every message right.
 
 A smoke run: 10 clients, 50 messages flat out, against the Redis baseline, gunicorn and gunicorn
-with clients that negotiate permessage-deflate, plus the handshake runs. Only counts are
-checked, never timings.
+with clients that negotiate permessage-deflate, plus the handshake runs; and one against gunicorn
+and the peers (bench/peers/), whose environments the bench installs. Only counts are checked,
+never timings.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -105,3 +107,66 @@ def test_deflate_clients_get_compressed_frames_and_the_summary_compares(records)
     assert deflate["kb_per_connection_spoken"] is not None
     (ratio,) = records[-1]["deflate_ratios"]
     assert ratio["target"] == "gunicorn-deflate" and ratio["wire_bytes_ratio"] < 1
+
+
+PEERS = ("websockets", "node", "channels")
+INSTALL_AND_RUN_TIMEOUT = 540  # the first run installs the peers (pip, npm): about 30 s here
+
+
+@pytest.fixture(scope="module")
+def peer_records() -> list[dict[str, Any]]:
+    """One tiny run of gunicorn and the three peers. A peer that cannot be installed here
+    (no node, no registry) skips its tests, except in CI (CI=true), where every peer must run."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler for bench/wsclient.c")
+    cmd = [sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick", "--handshakes", "0",
+           "--targets", ",".join(("gunicorn", *PEERS)), "--rates", "0"]  # fmt: skip
+    done = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=INSTALL_AND_RUN_TIMEOUT
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    unavailable = {
+        r["target"]: r["skipped"] for r in records if "cannot be installed" in r.get("skipped", "")
+    }
+    assert not (unavailable and os.environ.get("CI") == "true"), f"peers not in CI: {unavailable}"
+    return records
+
+
+def skip_unavailable(records: list[dict[str, Any]], peers: tuple[str, ...]) -> None:
+    """Skip (outside CI, checked by the fixture) when one of ``peers`` could not be installed;
+    a peer that was installed but did not start fails instead."""
+    for record in records:
+        if record.get("target") in peers and "cannot be installed" in record.get("skipped", ""):
+            pytest.skip(f"{record['target']}: {record['skipped']}")
+
+
+@pytest.mark.timeout(INSTALL_AND_RUN_TIMEOUT + 30)
+@pytest.mark.parametrize("peer", PEERS)
+def test_each_peer_starts_and_delivers_every_message(peer_records, peer):
+    """Each peer starts (installed by the bench), takes the 10 websockets, and every client
+    gets the 50 messages, in order, through one Redis subscription of the peer's."""
+    skip_unavailable(peer_records, (peer,))
+    run = fanout_run(peer_records, peer)
+    assert run["connected"] == CLIENTS
+    assert run["expected"] == run["received"] == CLIENTS * MESSAGES
+    assert run["lost"] == run["out_of_order"] == run["gaps"] == 0
+    assert run["stale"] == run["malformed"] == run["closed"] == 0
+    assert not run["timed_out"]
+    assert run["client_errors"] == []
+    assert run["redis_receivers"] == [1]
+    assert run["redis_connections"] >= 1
+    assert run["kb_per_connection"] is not None
+
+
+@pytest.mark.timeout(INSTALL_AND_RUN_TIMEOUT + 30)
+def test_summary_compares_gunicorn_with_each_peer(peer_records):
+    """The summary sets gunicorn beside each peer at the same rate, nothing skipped or lost."""
+    skip_unavailable(peer_records, PEERS)
+    summary = peer_records[-1]
+    assert summary["skipped"] == []
+    assert summary["lost_total"] == 0
+    pairs = [(r["target"], r["peer"], r["rate"]) for r in summary["against_peers"]]
+    assert pairs == [("gunicorn", peer, 0.0) for peer in PEERS]
+    for ratio in summary["against_peers"]:
+        assert ratio["deliveries_per_s_ratio"] > 0

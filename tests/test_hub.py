@@ -10,10 +10,13 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import gevent
 import pytest
 import redis
 from conftest import wait_for
 from redis_server import client_count, execute, pubsub_channels
+
+from ws4redis_gevent.hub import IDLE_TIMEOUT, Hub
 
 WORKERS = 8  # websockets opened concurrently; the server's pool may use one connection each
 
@@ -167,6 +170,24 @@ def test_pipelined_burst_reaches_every_subscriber_in_order(server, redis_url):
             assert [ws.recv(timeout=5) for _ in expected] == expected
 
 
+def test_messages_reach_every_subscriber_in_order_through_a_write_window(start_server, redis_url):
+    """With WS4REDIS_WRITE_WINDOW, messages published one by one, in bursts or not, all arrive,
+    in order: the window delays writes, it never drops nor reorders."""
+    server = start_server(write_window=20)
+    expected = [str(n) for n in range(300)]
+    with websockets_open(server, ["/ws/window?subscribe-broadcast"] * 3) as websockets:
+        wait_for(lambda: server.stats()["channels"] == {"broadcast:window": 3})
+        with redis.Redis.from_url(redis_url) as client:
+            for payload in expected[:100]:  # one at a time
+                assert client.publish("broadcast:window", payload) == 1
+            with client.pipeline(transaction=False) as pipe:  # a burst of 200
+                for payload in expected[100:]:
+                    pipe.publish("broadcast:window", payload)
+                assert pipe.execute() == [1] * 200
+        for ws in websockets:
+            assert [ws.recv(timeout=5) for _ in expected] == expected
+
+
 @pytest.mark.parametrize("outage", ["restart", "crash"])
 def test_hub_resubscribes_after_redis_restart(server, redis_server, outage):
     """After Redis restarts (same port, empty), websockets stay open, the hub reconnects and
@@ -210,3 +231,71 @@ def test_open_and_close_many_leaves_nothing_behind(server, redis_server):
     wait_for(lambda: pubsub_channels(redis_server) == [])
     assert after["fds"] <= before["fds"] + WORKERS, (before, after)
     assert after["greenlets"] <= before["greenlets"] + WORKERS, (before, after)
+
+
+class _ScriptedPubSub:
+    """A PubSub returning scripted messages, recording each get_message's timeout; raises
+    GreenletExit (ending the reader) when the script is done."""
+
+    def __init__(self, script: list) -> None:
+        self.script = script
+        self.timeouts: list[float] = []
+
+    def get_message(self, timeout: float = 0.0):
+        self.timeouts.append(timeout)
+        if not self.script:
+            raise gevent.GreenletExit
+        return self.script.pop(0)
+
+
+class _RecordingSink:
+    """Records deliveries and flushes; like an Outbox, asks for a flush when it was empty."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def deliver(self, message) -> bool:
+        was_empty = not self.events or self.events[-1] == "flush"
+        self.events.append(message.payload)
+        return was_empty
+
+    def flush(self) -> None:
+        self.events.append("flush")
+
+    def resync_channel(self, channel: bytes) -> bool:
+        return False
+
+
+def _message(data: bytes) -> dict:
+    return {"type": "message", "channel": b"ch", "data": data}
+
+
+def _read_script(script: list, write_window: float) -> tuple[list, list[float]]:
+    pubsub = _ScriptedPubSub(script)
+    client = type("Client", (), {"pubsub": lambda self: pubsub})()
+    hub = Hub(client, write_window=write_window)  # type: ignore[arg-type]
+    sink = _RecordingSink()
+    hub._routes[b"ch"] = {sink}
+    reader = gevent.spawn(hub._read_until_error)
+    reader.join(10)
+    assert reader.successful(), reader.exception  # ended by the script's GreenletExit
+    return sink.events, pubsub.timeouts
+
+
+def test_without_write_window_each_message_is_flushed_when_the_buffer_runs_dry():
+    """Off (the default): a message that arrives alone is written at once, one flush each."""
+    script = [_message(b"a"), None, _message(b"b"), None]
+    events, timeouts = _read_script(script, write_window=0.0)
+    assert events == [b"a", "flush", b"b", "flush"]
+    assert timeouts == [0, 0, IDLE_TIMEOUT, 0, IDLE_TIMEOUT]
+
+
+def test_write_window_gathers_messages_arriving_within_it_into_one_flush():
+    """With a window, the hub waits for more messages until the burst's first one is that old,
+    then flushes everything it gathered once: one write per socket for both messages."""
+    script = [_message(b"a"), None, _message(b"b"), None, None]
+    events, timeouts = _read_script(script, write_window=10.0)
+    assert events == [b"a", b"b", "flush"]
+    first_wait, second_wait = timeouts[2], timeouts[4]
+    assert timeouts[:2] == [0, 0] and timeouts[3] == 0 and timeouts[5:] == [IDLE_TIMEOUT]
+    assert 0 < second_wait <= first_wait <= 10.0  # counted from the first message, not reset

@@ -23,6 +23,14 @@ def test_one_hub_per_connection_setting(redis_url) -> None:
     assert hubs.hubs() == [first]
 
 
+def test_each_write_window_has_its_own_hub(redis_url) -> None:
+    """A hub gathers for one window (WS4REDIS_WRITE_WINDOW): another window, another hub."""
+    plain, windowed = hubs.get_hub(redis_url), hubs.get_hub(redis_url, 0.005)
+    assert windowed is not plain
+    assert hubs.get_hub(redis_url, 0.005) is windowed
+    assert (plain._write_window, windowed._write_window) == (0.0, 0.005)  # type: ignore[union-attr]
+
+
 def test_a_new_hub_after_a_fork(redis_url, monkeypatch) -> None:
     first = hubs.get_hub(redis_url)
     monkeypatch.setattr(hubs.os, "getpid", lambda: -1)

@@ -153,6 +153,19 @@ def test_limits_that_can_be_off_accept_none_and_zero() -> None:
     assert Settings(ping_interval=float("inf")).ping_interval == float("inf")
 
 
+def test_write_window_is_off_by_default_and_takes_milliseconds() -> None:
+    """WS4REDIS_WRITE_WINDOW: 0 (off) by default; 0 to 1000 ms, fractions allowed."""
+    assert Settings().write_window == 0
+    assert Settings(write_window=2.5).write_window == 2.5
+    assert Settings(write_window=1000).write_window == 1000
+
+
+@pytest.mark.parametrize("value", [-1, 1000.5, float("nan"), None, True, "5"])
+def test_bad_write_window_rejected(value: object) -> None:
+    with pytest.raises(ImproperlyConfigured, match="WS4REDIS_WRITE_WINDOW"):
+        Settings(write_window=value)  # type: ignore[arg-type]
+
+
 def test_replace_unknown_option_raises() -> None:
     """An unknown option name is a configuration error naming it."""
     with pytest.raises(ImproperlyConfigured, match="expiry"):

@@ -106,13 +106,18 @@ class ClusterHub:
         cluster: the cluster client (its slot map says which shard owns a channel).
         reconnect_backoff: first and longest delay between reconnection attempts of a shard,
             and between slot map refreshes while a shard is unreachable.
+        write_window: each shard's write window (seconds; see ``Hub``).
     """
 
     def __init__(
-        self, cluster: RedisCluster, reconnect_backoff: tuple[float, float] = (0.1, 1.0)
+        self,
+        cluster: RedisCluster,
+        reconnect_backoff: tuple[float, float] = (0.1, 1.0),
+        write_window: float = 0.0,
     ) -> None:
         self._cluster = cluster
         self._backoff = reconnect_backoff
+        self._write_window = write_window
         self._shards: dict[str, Hub] = {}  # node name ("host:port") -> that shard's hub
         self._pools: dict[str, redis.ConnectionPool] = {}
         self._placed: dict[bytes, str] = {}  # channel -> the shard it is subscribed on
@@ -228,7 +233,8 @@ class ClusterHub:
             pool = self._pools[name] = redis.ConnectionPool(
                 connection_class=source.connection_class, **source.connection_kwargs
             )
-            shard = Hub(_ShardClient(pool, self._evicted), self._backoff)  # type: ignore[arg-type]
+            client = _ShardClient(pool, self._evicted)
+            shard = Hub(client, self._backoff, self._write_window)  # type: ignore[arg-type]
             for callback in self._connection_lost:
                 shard.on_connection_lost(callback)
             shard.on_connection_lost(lambda _: self._suspect(name))

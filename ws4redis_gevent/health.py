@@ -46,7 +46,7 @@ class HealthCheck:
 
     def check(self) -> tuple[bool, str]:
         """Whether this worker's hub is connected to Redis, and why not."""
-        hub = get_hub(self.settings.connection)
+        hub = get_hub(self.settings.connection, self.settings.write_window / 1000)
         if self._subscribed_in != os.getpid():
             try:
                 hub.subscribe([self.channel], self._sink, CHECK_TIMEOUT)

@@ -85,8 +85,15 @@ class HubInterface(Protocol):
 class Hub:
     """One Redis PubSub per process, fanning messages out to the websockets subscribed to them."""
 
-    def __init__(self, client: redis.Redis, reconnect_backoff: tuple[float, float] = (0.1, 1.0)):
+    def __init__(
+        self,
+        client: redis.Redis,
+        reconnect_backoff: tuple[float, float] = (0.1, 1.0),
+        write_window: float = 0.0,
+    ):
         self._client = client
+        # Seconds a burst may wait for more messages before it is flushed (0: flush at once).
+        self._write_window = write_window
         self._pubsub = client.pubsub()
         self._routes: dict[bytes, set[Sink]] = {}
         self._confirmed: dict[bytes, gevent.event.Event] = {}
@@ -240,10 +247,18 @@ class Hub:
         # are flushed when the buffer runs dry, so that a burst leaves in one write per socket.
         get_message = self._pubsub.get_message
         dispatch = self._dispatch
+        window = self._write_window
         batched = 0
         arrived = 0.0  # when the first message of the burst arrived (for the hub lag metric)
         while True:
             message = get_message(timeout=0)
+            if message is None and batched and window:
+                # The write window (WS4REDIS_WRITE_WINDOW): messages spaced out would cost one
+                # write per socket each; gathering them until the burst's first is ``window``
+                # old sends them in one write per socket.
+                left = arrived + window - time.monotonic()
+                if left > 0:
+                    message = get_message(timeout=left)
             # Flush when the buffer runs dry, and every FLUSH_EVERY messages within a long
             # burst, so that the first messages leave before the whole burst is dispatched.
             if message is None or batched >= FLUSH_EVERY:

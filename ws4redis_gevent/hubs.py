@@ -15,7 +15,7 @@ from .redis_store import _connection_key, redis_client
 # Called (in the hub's greenlet) with the hub, or cluster shard, whose connection was lost.
 _connection_lost_hooks: list[Callable[[Hub], None]] = []
 
-_hubs: dict[tuple[int, str], HubInterface] = {}
+_hubs: dict[tuple[int, str, float], HubInterface] = {}
 _hubs_lock = threading.Lock()
 
 
@@ -30,12 +30,14 @@ def _connection_lost(hub: Hub) -> None:
         hook(hub)
 
 
-def get_hub(connection: dict[str, Any] | str) -> HubInterface:
+def get_hub(connection: dict[str, Any] | str, write_window: float = 0.0) -> HubInterface:
     """The hub of this process for these connection settings (a new one after a fork).
 
     On a Redis Cluster it is a ``ClusterHub`` (sharded pub/sub, one connection per shard).
+    ``write_window``: seconds the hub gathers messages before writing them to the websockets
+    (``WS4REDIS_WRITE_WINDOW``); hubs with different windows are different hubs.
     """
-    key = (os.getpid(), _connection_key(connection))
+    key = (os.getpid(), _connection_key(connection), write_window)
     hub = _hubs.get(key)
     if hub is not None:
         return hub
@@ -43,7 +45,7 @@ def get_hub(connection: dict[str, Any] | str) -> HubInterface:
     # monkey-patching (gunicorn's master): building may yield to other greenlets (a pool's
     # queue, a cluster client learning the slot map), and one waiting for the lock would block
     # the whole worker. Two racing builds keep the first.
-    made = _build(connection)
+    made = _build(connection, write_window)
     with _hubs_lock:
         hub = _hubs.setdefault(key, made)
     if hub is not made:
@@ -51,22 +53,22 @@ def get_hub(connection: dict[str, Any] | str) -> HubInterface:
     return hub
 
 
-def _build(connection: dict[str, Any] | str) -> HubInterface:
+def _build(connection: dict[str, Any] | str, write_window: float) -> HubInterface:
     client = redis_client(connection)
     made: HubInterface
     if parse_connection(connection).cluster:
         from .cluster_hub import ClusterHub  # its redis.cluster imports only where needed
 
-        made = ClusterHub(cast(Any, client))
+        made = ClusterHub(cast(Any, client), write_window=write_window)
     else:
-        made = Hub(client)
+        made = Hub(client, write_window=write_window)
     made.on_connection_lost(_connection_lost)
     return made
 
 
 def hubs() -> list[HubInterface]:
     """The hubs of this process."""
-    return [hub for (pid, _), hub in list(_hubs.items()) if pid == os.getpid()]
+    return [hub for (pid, *_), hub in list(_hubs.items()) if pid == os.getpid()]
 
 
 def close_hubs() -> None:

@@ -20,6 +20,7 @@ from .hosts import check_host_list
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 DEFAULT_MAX_PENDING_BYTES = 8 << 20
 COMPRESSION_DEFAULT = True
+MAX_WRITE_WINDOW = 1000  # ms: a longer wait before writing is a mistake, not a tuning
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Settings:
     presence: dict[str, dict[str, float]] | str | None = None
     compression: bool = COMPRESSION_DEFAULT
     compression_window_bits: int = 12
+    write_window: float = 0.0
 
     def __post_init__(self) -> None:
         url = self.websocket_url
@@ -108,6 +110,11 @@ class Settings:
         if not isinstance(bits, int) or isinstance(bits, bool) or not 8 <= bits <= 15:
             raise ImproperlyConfigured(
                 f"WS4REDIS_COMPRESSION_WINDOW_BITS must be an integer from 8 to 15, not {bits!r}"
+            )
+        if not _is_number(self.write_window) or not 0 <= self.write_window <= MAX_WRITE_WINDOW:
+            raise ImproperlyConfigured(
+                f"WS4REDIS_WRITE_WINDOW: milliseconds from 0 (off) to {MAX_WRITE_WINDOW}, "
+                f"not {self.write_window!r}"
             )
         if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
             raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")

@@ -59,7 +59,7 @@ class RedisSubscriber(RedisStore):
     @property
     def hub(self) -> HubInterface:
         if self._hub is None:
-            self._hub = get_hub(self.settings.connection)
+            self._hub = get_hub(self.settings.connection, self.settings.write_window / 1000)
         return self._hub
 
     def set_pubsub_channels(self, request: Any, channels: Iterable[str]) -> ChannelPlan:
