@@ -10,7 +10,7 @@ import pytest
 from ws4redis_gevent.backends.gevent import GeventWebSocket
 from ws4redis_gevent.exceptions import ConnectionClosed
 from ws4redis_gevent.hub import Outgoing
-from ws4redis_gevent.relay import FRAME_OVERHEAD, Outbox
+from ws4redis_gevent.outbox import FRAME_OVERHEAD, Outbox
 
 
 def websocket_pair() -> tuple[GeventWebSocket, gevent.socket.socket]:
@@ -159,7 +159,8 @@ def test_a_recovering_websocket_is_told_to_resync_instead_of_closed():
     """A websocket that asked for recovery gets its history read right after subscribing, so
     what overflows its queue during the handshake is mostly duplicates: it is dropped and the
     client told "!resync *" first, then served normally (not locked out by 1008s)."""
-    from ws4redis_gevent.relay import RESYNC_ALL, Relay
+    from ws4redis_gevent.outbox import RESYNC_ALL
+    from ws4redis_gevent.relay import Relay
     from ws4redis_gevent.settings import Settings
 
     websocket, client = websocket_pair()

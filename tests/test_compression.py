@@ -13,9 +13,9 @@ import redis
 from raw_client import BINARY, TEXT, RawClient
 from stacks import Stack, missing_binary, start_stack
 
+from ws4redis_gevent.outbox import Outbox
 from ws4redis_gevent.outgoing import Outgoing
 from ws4redis_gevent.publisher import RedisPublisher
-from ws4redis_gevent.relay import Outbox
 from ws4redis_gevent.settings import Settings
 
 pytestmark = pytest.mark.integration

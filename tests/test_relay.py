@@ -10,8 +10,9 @@ import pytest
 from ws4redis_gevent import relay as relay_module
 from ws4redis_gevent.exceptions import ProtocolError
 from ws4redis_gevent.frames import CloseCode
+from ws4redis_gevent.outbox import FRAME_OVERHEAD, Outbox
 from ws4redis_gevent.outgoing import Outgoing
-from ws4redis_gevent.relay import FRAME_OVERHEAD, Outbox, Relay, announce_resync
+from ws4redis_gevent.relay import Relay, announce_resync
 from ws4redis_gevent.settings import Settings
 
 

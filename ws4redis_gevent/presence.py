@@ -11,7 +11,7 @@ connection count; several tabs of one user count once). One Lua script does ever
 the counts and the sorted set never disagree:
 
 - a websocket's handshake adds its connection (expiring ``ttl`` seconds later);
-- the process's timer (relay.Keepalive: one greenlet for every websocket's timers) refreshes
+- the process's timer (keepalive.Keepalive: one greenlet for every websocket's timers) refreshes
   the connections of the process every ``ttl / 3`` seconds, one script per channel, whatever
   the number of websockets;
 - a clean close removes the connection at once (within REMOVE_AFTER, 50 ms, which gathers the
@@ -256,7 +256,7 @@ class PresenceTracker:
     """This process's presence: its connections, refreshed by the process's timer.
 
     Built once per process and Redis connection (``tracker``); ``tick`` is called by
-    relay.Keepalive and never blocks: Redis work runs in one short-lived greenlet at a time.
+    keepalive.Keepalive and never blocks: Redis work runs in one short-lived greenlet at a time.
     """
 
     finished = False  # a timer of the process's Keepalive for as long as the process lives
@@ -364,7 +364,7 @@ class PresenceTracker:
 
     def _schedule(self) -> None:
         if not self._scheduled:
-            from .relay import schedule_timer  # relay imports the hub; presence stays below it
+            from .keepalive import schedule_timer
 
             self._scheduled = True
             schedule_timer(self)
