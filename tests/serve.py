@@ -1,6 +1,6 @@
 """A real server process for the integration tests: gevent pywsgi on port 0 (or gunicorn).
 
-Run as ``python tests/serve.py``; options come as JSON in WS4REDIS_TEST_OPTIONS (middleware
+Run as ``python tests/serve.py [--handler geventwebsocket]``; options come as JSON in WS4REDIS_TEST_OPTIONS (middleware
 options, plus ``"django": true`` to serve the Django test project). Prints ``LISTENING <port>``
 once it accepts connections. ``/_stats`` answers JSON about the process: hub channels and
 their websocket counts, open websockets, greenlets, file descriptors, hub reconnects.
@@ -90,7 +90,11 @@ def main() -> None:
     level = os.environ.get("WS4REDIS_TEST_LOG_LEVEL", "INFO")
     logging.basicConfig(level=getattr(logging, level), stream=sys.stderr)
     options = json.loads(os.environ.get("WS4REDIS_TEST_OPTIONS", "{}"))
-    from ws4redis_gevent.backends.gevent import WebSocketHandler
+    if sys.argv[1:] == ["--handler", "geventwebsocket"]:
+        # gevent-websocket's handler: it upgrades before the application runs.
+        from geventwebsocket.handler import WebSocketHandler
+    else:
+        from ws4redis_gevent.backends.gevent import WebSocketHandler
 
     server = pywsgi.WSGIServer(
         ("127.0.0.1", 0), build_app(options), handler_class=WebSocketHandler, log=None

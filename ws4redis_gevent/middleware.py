@@ -20,7 +20,7 @@ import redis
 
 from . import integration, stats
 from . import settings as settings_module
-from .backends import Backend, select_backend
+from .backends import Backend, refuse_after_upgrade, select_backend
 from .channels import MODE_FLAGS, PRESENCE_FLAG, RECOVER_FLAG, parse_flags, parse_since
 from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
 from .handshake import check_handshake
@@ -236,6 +236,8 @@ class WebsocketMiddleware:
     ) -> list[bytes]:
         stats.STATS.handshakes[exc.status.value] += 1
         logger.info("refused websocket %s: %s", environ.get("PATH_INFO"), exc)
+        if refuse_after_upgrade(environ, exc):
+            return []  # the server had upgraded already: a close frame was sent instead
         body = f"{exc.status.value} {exc.status.phrase}: {exc.reason}\n".encode()
         headers = [
             ("Content-Type", "text/plain; charset=utf-8"),

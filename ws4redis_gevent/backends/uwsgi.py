@@ -33,7 +33,7 @@ import gevent
 import gevent.socket
 
 from ..exceptions import ImproperlyConfigured
-from .gevent import GeventWebSocket
+from .takeover import GeventWebSocket
 
 logger = logging.getLogger("ws4redis_gevent.backends.uwsgi")
 _going_away_installed = False
