@@ -1,7 +1,7 @@
 """A real server process for the integration tests: gevent pywsgi on port 0 (or gunicorn).
 
-Run as ``python tests/serve.py [--handler geventwebsocket]``; options come as JSON in WS4REDIS_TEST_OPTIONS (middleware
-options, plus ``"django": true`` to serve the Django test project). Prints ``LISTENING <port>``
+Run as ``python tests/serve.py [--handler geventwebsocket]`` (the second: gevent-websocket's
+handler); options come as JSON in WS4REDIS_TEST_OPTIONS (middleware options, plus ``"django": true`` to serve the Django test project). Prints ``LISTENING <port>``
 once it accepts connections. ``/_stats`` answers JSON about the process: hub channels and
 their websocket counts, open websockets, greenlets, file descriptors, hub reconnects.
 """

@@ -99,15 +99,17 @@ def test_the_101_comes_before_the_application_runs(start, redis_url):
     comes once subscribed."""
     stack = start("geventwebsocket", process_request="ws_callbacks.wait_for_go")
     facility = f"f{uuid.uuid4().hex[:12]}"
-    with redis.Redis.from_url(redis_url) as client:
-        with RawClient(stack.port, f"/ws/{facility}?subscribe-broadcast") as raw:  # 101
-            assert client.publish(f"broadcast:{facility}", "too early") == 0
-            client.set("go", "1")
-            raw.send_frame(0x9, b"ready?")
-            assert raw.read_frame().payload == b"ready?"  # the relay's pong: subscribed now
-            assert client.publish(f"broadcast:{facility}", "now") == 1
-            frame = raw.read_frame()
-            assert (frame.opcode, frame.payload) == (TEXT, b"now")
+    with (
+        redis.Redis.from_url(redis_url) as client,
+        RawClient(stack.port, f"/ws/{facility}?subscribe-broadcast") as raw,  # 101 received
+    ):
+        assert client.publish(f"broadcast:{facility}", "too early") == 0
+        client.set("go", "1")
+        raw.send_frame(0x9, b"ready?")
+        assert raw.read_frame().payload == b"ready?"  # the relay's pong: subscribed now
+        assert client.publish(f"broadcast:{facility}", "now") == 1
+        frame = raw.read_frame()
+        assert (frame.opcode, frame.payload) == (TEXT, b"now")
 
 
 def test_idle_websockets_are_parked_without_a_greenlet(start):
