@@ -1,9 +1,10 @@
 """A real server process for the integration tests: gevent pywsgi on port 0 (or gunicorn).
 
-Run as ``python tests/serve.py [--handler geventwebsocket]`` (the second: gevent-websocket's
-handler); options come as JSON in WS4REDIS_TEST_OPTIONS (middleware options, plus ``"django": true`` to serve the Django test project). Prints ``LISTENING <port>``
-once it accepts connections. ``/_stats`` answers JSON about the process: hub channels and
-their websocket counts, open websockets, greenlets, file descriptors, hub reconnects.
+Run as ``python tests/serve.py [--handler geventwebsocket]`` (the option: gevent-websocket's
+handler instead of ours); options come as JSON in WS4REDIS_TEST_OPTIONS (middleware options,
+plus ``"django": true`` to serve the Django test project). Prints ``LISTENING <port>`` once it
+accepts connections. ``/_stats`` answers JSON about the process: hub channels and their
+websocket counts, open websockets, greenlets, file descriptors, hub reconnects.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ def stats() -> dict:
 
     hubs = registry.hubs()
     return {
-        "channels": {
-            ch.decode(): h.subscribers(ch) for h in hubs for ch in sorted(h.channels)
-        },
+        "channels": {ch.decode(): h.subscribers(ch) for h in hubs for ch in sorted(h.channels)},
         "websockets": len(relay.live_relays()),
         "greenlets": sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet)),
         "fds": len(os.listdir("/proc/self/fd")),
