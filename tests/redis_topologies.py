@@ -156,9 +156,8 @@ class SentinelTopology:
         # Ready when every sentinel knows the replica and the two other sentinels.
         for sentinel in self.sentinels:
             poll(
-                lambda s=sentinel: (
-                    int(s.state()["num-other-sentinels"]) == 2 and int(s.state()["num-slaves"]) >= 1
-                ),
+                lambda s=sentinel: int(s.state()["num-other-sentinels"]) == 2
+                and int(s.state()["num-slaves"]) >= 1,
                 15,
                 "sentinels discovering each other",
             )

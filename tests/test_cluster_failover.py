@@ -44,7 +44,9 @@ def cluster_with_replicas() -> Iterator[ClusterTopology]:
 def facility_on(shard: int, masters: int = 3) -> str:
     """A facility whose broadcast channel hashes into the slots of master number ``shard``."""
     low, high = SLOTS * shard // masters, SLOTS * (shard + 1) // masters
-    return next(f"f{n}" for n in range(10000) if low <= key_slot(f"broadcast:f{n}".encode()) < high)
+    return next(
+        f"f{n}" for n in range(10000) if low <= key_slot(f"broadcast:f{n}".encode()) < high
+    )
 
 
 def publisher(cluster: ClusterTopology, facility: str) -> RedisPublisher:
@@ -101,9 +103,9 @@ def test_master_failover_moves_the_shard_and_spares_the_others(
         steady_got = received_until_end(ws_steady)
         assert steady_got == [str(a.number) for a in steady_loop.attempts]
         assert all(a.receivers == 1 for a in steady_loop.attempts)
-        assert all(isinstance(e, redis.RedisError | RedisClusterException) for e in loop.errors), (
-            loop.errors
-        )
+        assert all(
+            isinstance(e, redis.RedisError | RedisClusterException) for e in loop.errors
+        ), loop.errors
 
         after = [a for a in loop.attempts if a.at > killed_at]
         first = next(a for a in after if a.receivers)

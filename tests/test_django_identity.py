@@ -68,10 +68,8 @@ def test_user_does_not_receive_other_users_messages(django_server, browser, redi
     """mary's subscribe-user websocket never gets john's messages."""
     john = browser(django_server, "john")
     mary = browser(django_server, "mary")
-    with (
-        john.connect(f"/ws/{FACILITY}?subscribe-user") as ws_john,
-        mary.connect(f"/ws/{FACILITY}?subscribe-user") as ws_mary,
-    ):
+    with john.connect(f"/ws/{FACILITY}?subscribe-user") as ws_john, \
+            mary.connect(f"/ws/{FACILITY}?subscribe-user") as ws_mary:
         john.publish(FACILITY, "john's, from the view", to="user")
         publish(redis_url, "john's, by name", users=["john"])
         publish(redis_url, "mary's", users=["mary"])
@@ -92,17 +90,16 @@ def test_login_keeps_username_and_groups_in_the_session(django_server, browser):
     assert sorted(session["ws4redis:memberof"]) == ["admins", "chatters"]
 
 
-def test_group_subscriber_receives_for_each_of_the_users_groups(django_server, browser, redis_url):
+def test_group_subscriber_receives_for_each_of_the_users_groups(
+    django_server, browser, redis_url
+):
     """subscribe-group covers every group of the user, and only those."""
     john = browser(django_server, "john")
     mary = browser(django_server, "mary")
-    with (
-        john.connect(f"/ws/{FACILITY}?subscribe-group") as ws_john,
-        mary.connect(f"/ws/{FACILITY}?subscribe-group") as ws_mary,
-    ):
+    with john.connect(f"/ws/{FACILITY}?subscribe-group") as ws_john, \
+            mary.connect(f"/ws/{FACILITY}?subscribe-group") as ws_mary:
         assert subscribed(django_server) == {
-            f"group:admins:{FACILITY}": 1,
-            f"group:chatters:{FACILITY}": 2,
+            f"group:admins:{FACILITY}": 1, f"group:chatters:{FACILITY}": 2,
         }
         publish(redis_url, "to admins", groups=["admins"])
         publish(redis_url, "to chatters", groups=["chatters"])
@@ -135,10 +132,8 @@ def test_session_subscriber_receives_for_its_session(
     # Another user: under signed_cookies the key is the session's content, so a second login
     # of john within the same second would get the very same key.
     other = browser(server, "mary")
-    with (
-        john.connect(f"/ws/{FACILITY}?subscribe-session") as ws_john,
-        other.connect(f"/ws/{FACILITY}?subscribe-session") as ws_other,
-    ):
+    with john.connect(f"/ws/{FACILITY}?subscribe-session") as ws_john, \
+            other.connect(f"/ws/{FACILITY}?subscribe-session") as ws_other:
         assert john.publish(FACILITY, "john's session", to="session") == [
             # A signed-cookie session key holds ':', which channel names quote (keys.quote).
             f"session:{quote(john.session_key)}:{FACILITY}"
@@ -152,20 +147,14 @@ def test_view_publishes_to_groups_session_and_broadcast_at_once(django_server, b
     """One publisher with groups=[SELF], sessions=[SELF] and broadcast reaches all three."""
     john = browser(django_server, "john")
     anonymous = browser(django_server)
-    with (
-        john.connect(f"/ws/{FACILITY}?subscribe-session") as ws_session,
-        john.connect(f"/ws/{FACILITY}?subscribe-group") as ws_group,
-        anonymous.connect(f"/ws/{FACILITY}?subscribe-broadcast") as ws_broadcast,
-    ):
+    with john.connect(f"/ws/{FACILITY}?subscribe-session") as ws_session, \
+            john.connect(f"/ws/{FACILITY}?subscribe-group") as ws_group, \
+            anonymous.connect(f"/ws/{FACILITY}?subscribe-broadcast") as ws_broadcast:
         channels = john.publish(FACILITY, "everyone", to="group,session,broadcast")
-        assert sorted(channels) == sorted(
-            [
-                f"broadcast:{FACILITY}",
-                f"group:admins:{FACILITY}",
-                f"group:chatters:{FACILITY}",
-                f"session:{john.session_key}:{FACILITY}",
-            ]
-        )
+        assert sorted(channels) == sorted([
+            f"broadcast:{FACILITY}", f"group:admins:{FACILITY}", f"group:chatters:{FACILITY}",
+            f"session:{john.session_key}:{FACILITY}",
+        ])
         assert ws_session.recv(timeout=5) == "everyone"
         assert ws_group.recv(timeout=5) == "everyone"
         assert ws_group.recv(timeout=5) == "everyone"  # once per group: admins and chatters
@@ -177,7 +166,9 @@ def test_view_publishes_to_groups_session_and_broadcast_at_once(django_server, b
 ALL_SUBSCRIPTIONS = "subscribe-user&subscribe-group&subscribe-session&subscribe-broadcast"
 
 
-def test_anonymous_client_is_accepted_and_gets_broadcast_only(django_server, browser, redis_url):
+def test_anonymous_client_is_accepted_and_gets_broadcast_only(
+    django_server, browser, redis_url
+):
     """Without a session, the audiences SELF cannot name are dropped; the upgrade succeeds."""
     with browser(django_server).connect(f"/ws/{FACILITY}?{ALL_SUBSCRIPTIONS}") as ws:
         assert ws.response.status_code == 101
@@ -232,7 +223,9 @@ def test_websocket_identifies_without_querying_auth_tables(django_server, browse
     assert auth_queries(django_server) == []
 
 
-def test_session_from_before_the_app_is_completed_by_one_lookup(django_server, browser, redis_url):
+def test_session_from_before_the_app_is_completed_by_one_lookup(
+    django_server, browser, redis_url
+):
     """A session without the stored identity (made before the app was installed) still works:
     the user and groups are looked up once and kept in the session for the next websocket."""
     john = browser(django_server, "john")

@@ -44,8 +44,8 @@ def test_broadcast_notification(django_server):
         from ws4redis_gevent.publisher import RedisPublisher
         from ws4redis_gevent.redis_store import RedisMessage
 
-        redis_publisher = RedisPublisher(facility="foobar", broadcast=True)
-        message = RedisMessage("Hello World")
+        redis_publisher = RedisPublisher(facility='foobar', broadcast=True)
+        message = RedisMessage('Hello World')
         # and somewhere else
         redis_publisher.publish_message(message)
 
@@ -55,15 +55,13 @@ def test_broadcast_notification(django_server):
 def test_user_notification(django_server, browser):
     """users=['john', 'mary'] reaches both users' ?subscribe-user websockets."""
     john, mary = browser(django_server, "john"), browser(django_server, "mary")
-    with (
-        john.connect("/ws/foobar?subscribe-user") as ws_john,
-        mary.connect("/ws/foobar?subscribe-user") as ws_mary,
-    ):
+    with john.connect("/ws/foobar?subscribe-user") as ws_john, \
+            mary.connect("/ws/foobar?subscribe-user") as ws_mary:
         from ws4redis_gevent.publisher import RedisPublisher
         from ws4redis_gevent.redis_store import RedisMessage
 
-        redis_publisher = RedisPublisher(facility="foobar", users=["john", "mary"])
-        message = RedisMessage("Hello World")
+        redis_publisher = RedisPublisher(facility='foobar', users=['john', 'mary'])
+        message = RedisMessage('Hello World')
         # and somewhere else
         redis_publisher.publish_message(message)
 
@@ -75,17 +73,15 @@ def test_user_notification_to_self(django_server, browser):
     """users=[SELF] with the request reaches the logged-in user only."""
     john, mary = browser(django_server, "john"), browser(django_server, "mary")
     request = request_of(john.session_key)
-    with (
-        john.connect("/ws/foobar?subscribe-user") as ws_john,
-        mary.connect("/ws/foobar?subscribe-user") as ws_mary,
-    ):
+    with john.connect("/ws/foobar?subscribe-user") as ws_john, \
+            mary.connect("/ws/foobar?subscribe-user") as ws_mary:
         from ws4redis_gevent.publisher import RedisPublisher
         from ws4redis_gevent.redis_store import SELF, RedisMessage
 
-        redis_publisher = RedisPublisher(facility="foobar", users=[SELF], request=request)
-        redis_publisher.publish_message(RedisMessage("Hello John"))
+        redis_publisher = RedisPublisher(facility='foobar', users=[SELF], request=request)
+        redis_publisher.publish_message(RedisMessage('Hello John'))
 
-        RedisPublisher(facility="foobar", users=["mary"]).publish_message("Hello Mary")
+        RedisPublisher(facility='foobar', users=['mary']).publish_message('Hello Mary')
         assert ws_mary.recv(timeout=5) == "Hello Mary"  # not John's, published before
         assert ws_john.recv(timeout=5) == "Hello John"
 
@@ -93,16 +89,14 @@ def test_user_notification_to_self(django_server, browser):
 def test_group_notification(django_server, browser):
     """groups=['chatters'] with a plain str reaches every member's ?subscribe-group."""
     john, mary = browser(django_server, "john"), browser(django_server, "mary")
-    with (
-        john.connect("/ws/foobar?subscribe-group") as ws_john,
-        mary.connect("/ws/foobar?subscribe-group") as ws_mary,
-    ):
+    with john.connect("/ws/foobar?subscribe-group") as ws_john, \
+            mary.connect("/ws/foobar?subscribe-group") as ws_mary:
         from ws4redis_gevent.publisher import RedisPublisher
 
-        redis_publisher = RedisPublisher(facility="foobar", groups=["chatters"])
+        redis_publisher = RedisPublisher(facility='foobar', groups=['chatters'])
 
         # and somewhere else
-        redis_publisher.publish_message("Hello World")
+        redis_publisher.publish_message('Hello World')
 
         assert ws_john.recv(timeout=5) == "Hello World"
         assert ws_mary.recv(timeout=5) == "Hello World"
@@ -116,9 +110,9 @@ def test_group_notification_to_self(django_server, browser):
         from ws4redis_gevent.redis_store import SELF
 
         request = request_of(mary.session_key)
-        redis_publisher = RedisPublisher(facility="foobar", groups=[SELF], request=request)
+        redis_publisher = RedisPublisher(facility='foobar', groups=[SELF], request=request)
         assert redis_publisher.channels == ["group:chatters:foobar"]
-        redis_publisher.publish_message("Hello World")
+        redis_publisher.publish_message('Hello World')
 
         assert ws_john.recv(timeout=5) == "Hello World"
 
@@ -143,10 +137,8 @@ def test_session_notification(django_server, doc_session):
         from ws4redis_gevent.publisher import RedisPublisher
         from ws4redis_gevent.redis_store import RedisMessage
 
-        redis_publisher = RedisPublisher(
-            facility="foobar", sessions=["wnqd0gbw5obpnj50zwh6yaq2yz4o8g9x"]
-        )  # noqa: E501
-        message = RedisMessage("Hello World")
+        redis_publisher = RedisPublisher(facility='foobar', sessions=['wnqd0gbw5obpnj50zwh6yaq2yz4o8g9x'])  # noqa: E501
+        message = RedisMessage('Hello World')
 
         # and somewhere else
         redis_publisher.publish_message(message)
@@ -187,17 +179,13 @@ def test_fetch_message(django_server, browser):
     redis_publisher = RedisPublisher()
 
     # and somewhere else
-    facility = "foobar"
-    audience = "any"
+    facility = 'foobar'
+    audience = 'any'
     message = redis_publisher.fetch_message(request, facility, audience)
 
     assert message == b"52.52,13.40"
-    assert (
-        redis_publisher.fetch_message(
-            request_of(browser(django_server, "mary").session_key), facility, audience
-        )
-        is None
-    )
+    assert redis_publisher.fetch_message(request_of(browser(django_server, "mary").session_key),
+                                         facility, audience) is None
 
 
 ALLOWED_BY_INTERSECTION = {
@@ -205,7 +193,9 @@ ALLOWED_BY_INTERSECTION = {
 }
 
 
-def test_allowed_channels_example_discards_others_silently(start_django_server, browser, redis_url):
+def test_allowed_channels_example_discards_others_silently(
+    start_django_server, browser, redis_url
+):
     """The doc's get_allowed_channels keeps subscribe-broadcast and subscribe-group; the
     other flags are dropped without an error."""
     server = start_django_server(settings=ALLOWED_BY_INTERSECTION)
@@ -216,9 +206,7 @@ def test_allowed_channels_example_discards_others_silently(start_django_server, 
         path = "/ws/foobar?subscribe-broadcast&subscribe-group&subscribe-user&publish-broadcast"
         with john.connect(path) as ws:
             assert server.stats()["channels"] == {
-                "broadcast:foobar": 1,
-                "group:admins:foobar": 1,
-                "group:chatters:foobar": 1,
+                "broadcast:foobar": 1, "group:admins:foobar": 1, "group:chatters:foobar": 1,
             }
             ws.send("not allowed to publish")
             assert ws.ping().wait(5)  # handled in order: had it been published, it is in Redis now

@@ -33,26 +33,10 @@ def start_gunicorn(
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
     }
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-k",
-            "ws4redis_gevent.gunicorn.GeventWebSocketWorker",
-            "--bind",
-            "127.0.0.1:0",
-            "--graceful-timeout",
-            "10",
-            "--workers",
-            "1",
-            *extra,
-            "gunicorn_app:app",
-        ],
-        env=env,
-        cwd=TESTS,
-        stderr=subprocess.PIPE,
-        stdout=stdout,
-        text=True,
+        [sys.executable, "-m", "gunicorn", "-k", "ws4redis_gevent.gunicorn.GeventWebSocketWorker",
+         "--bind", "127.0.0.1:0", "--graceful-timeout", "10", "--workers", "1", *extra,
+         "gunicorn_app:app"],
+        env=env, cwd=TESTS, stderr=subprocess.PIPE, stdout=stdout, text=True,
     )
     port = None
     lines = []

@@ -122,7 +122,8 @@ def test_idle_websockets_hold_no_greenlet(server, redis_url):
     before = server.stats()
     with contextlib.ExitStack() as stack:
         sockets = [
-            stack.enter_context(server.connect("/ws/parked?subscribe-broadcast")) for _ in range(50)
+            stack.enter_context(server.connect("/ws/parked?subscribe-broadcast"))
+            for _ in range(50)
         ]
         publisher = redis.Redis.from_url(redis_url)
         assert publisher.publish("broadcast:parked", "to all") == 1  # the worker's hub
