@@ -204,7 +204,8 @@ def test_plain_start_prints_no_monkey_patch_warning(
     """gunicorn's master imports the worker class before the worker monkey-patches: that
     import must not import redis (and with it ssl), or gevent warns (MonkeyPatchWarning naming
     redis.asyncio.connection). The worker serves a websocket, then its stderr is read."""
-    from stacks import make_stack, start_gunicorn as start_stack_gunicorn
+    from stacks import make_stack
+    from stacks import start_gunicorn as start_stack_gunicorn
 
     monkeypatch.setenv("WS4REDIS_TEST_DB", str(tmp_path / "db.sqlite3"))
     stack = make_stack("gunicorn", {"connection": redis_url, "django": django})
