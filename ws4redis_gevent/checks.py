@@ -71,8 +71,7 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             "second-best server. It answers 101 before Django runs, so a refused websocket "
             "gets a close code instead of an HTTP status (403 -> 1008, 503 -> 1013), and the "
             "browser sees the websocket open before it is subscribed: a message published at "
-            "that moment is missed. It also holds an 8 KiB reader per connection until the "
-            "websocket ends.",
+            "that moment is missed.",
             hint="Serve with gunicorn -k ws4redis_gevent.gunicorn.GeventWebSocketWorker (or "
             "uWSGI); see docs/deployment.rst, 'gevent-websocket'.",
             id="ws4redis_gevent.I001",
