@@ -82,3 +82,22 @@ def test_bare_wsgi_example_with_a_websocket_client(serve_example):
         with urllib.request.urlopen(f"{url}publish?{query}", timeout=10) as response:
             assert response.read() == b"published\n"
         assert ws.recv(timeout=5) == "tick ✓"
+
+
+def test_docs_show_the_examples_code():
+    """Each code block of docs/wsgi.rst marked ``.. tested-examples: PATH`` is a verbatim part of
+    examples/PATH, so the documented code is the code these tests run."""
+    from test_readme_samples import extract_samples
+
+    samples = [s for s in extract_samples(ROOT / "docs" / "wsgi.rst") if s.tag]
+    assert len(samples) == 4
+    for sample in samples:
+        assert sample.tag == "tested-examples"
+        before = (ROOT / "docs" / "wsgi.rst").read_text().splitlines()[: sample.line]
+        tag_line = next(line for line in reversed(before) if "tested-examples:" in line)
+        source = (EXAMPLES / tag_line.split(":", 1)[1].strip()).read_text()
+        assert _dedented(sample.code) in _dedented(source), sample.where
+
+
+def _dedented(code: str) -> str:
+    return "\n".join(line.strip() for line in code.splitlines())

@@ -94,3 +94,24 @@ def test_wheel_in_a_fresh_venv_serves_the_demo(dist, tmp_path, redis_url):
             assert ws.recv(timeout=5) == "smoke ✓"
     finally:
         server.stop()
+
+
+def test_documented_pip_commands_name_real_extras():
+    """docs/install.rst's ``pip install`` lines (``.. tested-install: pip-commands``) install
+    this distribution with extras setup.cfg defines."""
+    import configparser
+    import shlex
+
+    from test_readme_samples import extract_samples
+
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    extras = set(setup["options.extras_require"])
+    samples = [s for s in extract_samples(ROOT / "docs" / "install.rst") if s.tag]
+    commands = [shlex.split(line, comments=True) for s in samples for line in s.code.splitlines()]
+    assert len(commands) == 5
+    for command in commands:
+        assert command[:2] == ["pip", "install"], command
+        match = re.fullmatch(r"ws4redis-gevent(?:\[([\w,]+)\])?", command[2])
+        assert match, command
+        assert set(filter(None, (match.group(1) or "").split(","))) <= extras, command
