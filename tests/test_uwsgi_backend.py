@@ -85,6 +85,7 @@ def test_forced_backend_serves_only_where_it_can(fake_uwsgi):
 
 def test_backend_setting_is_validated():
     assert Settings(backend="uwsgi").backend == "uwsgi"
+    assert Settings(backend="geventwebsocket").backend == "geventwebsocket"
     assert Settings(backend="my.module.Backend").backend == "my.module.Backend"
     with pytest.raises(ImproperlyConfigured, match="WS4REDIS_BACKEND"):
         Settings(backend="uwsgi-native")

@@ -98,8 +98,10 @@ class Settings:
         if self.metrics_url is not None and not self.metrics:
             raise ImproperlyConfigured("WS4REDIS_METRICS_URL needs WS4REDIS_METRICS = True")
         _check_presence(self.presence)
-        if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
-            raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
+        if self.backend not in _BACKEND_NAMES and "." not in str(self.backend):
+            raise ImproperlyConfigured(
+                "WS4REDIS_BACKEND: 'gevent', 'uwsgi', 'geventwebsocket' or a dotted path"
+            )
 
     def replace(self, **options: Any) -> Settings:
         """A copy with ``options`` applied; unknown names raise ImproperlyConfigured."""
@@ -116,6 +118,7 @@ _POSITIVE = (
     "max_pending_bytes",
     "max_facility_length",
 )
+_BACKEND_NAMES = (None, "gevent", "uwsgi", "geventwebsocket")  # backends.BACKENDS' names
 # None turns these off (no rate limit, no connection limit, waiting for Redis without a limit).
 _POSITIVE_OR_NONE = ("publish_rate", "ping_rate", "max_connections", "subscribe_timeout")
 _BURSTS = ("publish_burst", "ping_burst")
