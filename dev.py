@@ -18,6 +18,7 @@ prints which pairs ran (SUPPORTED_DJANGO lists them).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import glob
 import hashlib
@@ -298,7 +299,9 @@ def run_other_pairs() -> int:
         say("no other (Python, Django) pair on this machine")
         return 0
     say("other pairs: " + ", ".join(f"Python {p} + Django {d}" for p, d in pairs))
-    venvs = {pair: prepare_pair(*pair) for pair in pairs}
+    # Installs run side by side: they mostly wait on the registry and the disk.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=PAIRS_AT_ONCE + 1) as pool:
+        venvs = dict(zip(pairs, pool.map(lambda pair: prepare_pair(*pair), pairs), strict=True))
     failed = 0
     pending = list(pairs)
     running: list[tuple[tuple[str, str], subprocess.Popen[bytes], Path, float]] = []
