@@ -257,6 +257,8 @@ def cmd_test(pytest_args: list[str]) -> None:
         say(f"whole suite ran on Python {python} + Django {django_version(VENV)}")
         if code == 0:
             code = run_other_pairs()
+        else:
+            say("the other (Python, Django) pairs were not run: the whole suite failed")
     sys.exit(code)
 
 
