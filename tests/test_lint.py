@@ -14,7 +14,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_check_is_clean():
-    result = run("ruff", "check", "ws4redis_gevent", "tests", "bench", "demo_site", "dev.py")
+    result = run(
+        "ruff", "check", "ws4redis_gevent", "tests", "bench", "demo_site", "examples", "dev.py"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

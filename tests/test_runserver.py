@@ -243,7 +243,8 @@ def test_without_the_app_first_djangos_runserver_answers_501(tmp_path, runserver
     and logs an error that says what to do."""
     apps = ["django.contrib.staticfiles", "ws4redis_gevent"]
     server = runservers(make_project(tmp_path, apps, wsgi=WRAPPED_WSGI), "--noreload")
-    server.wait_for_output(r"Starting development server at http://127\.0\.0\.1:\d+/")
+    # Django 6 says "Starting WSGI development server at".
+    server.wait_for_output(r"Starting (?:WSGI )?development server at http://127\.0\.0\.1:\d+/")
     assert server.get("/") == (200, "version 1")  # plain HTTP still works
 
     with pytest.raises(InvalidStatus) as refused:

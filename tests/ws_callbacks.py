@@ -125,3 +125,18 @@ class FailingSubscriber(RedisSubscriber):
 def no_broadcast_subscription(request: Any, channels: list[str]) -> set[str]:
     """Everything but subscribe-broadcast (presence tests: no presence shown for it)."""
     return set(channels) - {"subscribe-broadcast"}
+
+
+def wait_for_go(request: Any) -> None:
+    """A WS4REDIS_PROCESS_REQUEST that waits (up to 10 s) until the test sets the Redis key
+    ``go``: the handshake stays in the application until then."""
+    import gevent
+    import redis
+
+    from ws4redis_gevent.settings import load
+
+    client = redis.Redis.from_url(load().connection)
+    with gevent.Timeout(10):
+        while not client.exists("go"):
+            gevent.sleep(0.02)
+    client.close()

@@ -8,10 +8,12 @@ with ``SILENCED_SYSTEM_CHECKS = ["ws4redis_gevent.W003"]`` once it is a delibera
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Info, Tags, register
 from django.core.checks import Warning as CheckWarning
 
 from . import settings as settings_module
@@ -29,6 +31,7 @@ _CALLABLE_SETTINGS = ("allowed_channels", "process_request", "subscriber")
 def register_checks() -> None:
     """Register the checks (called by the app's ``ready``; registering twice is harmless)."""
     register(check_settings, TAG)
+    register(check_server, TAG)
     register(check_deployment, Tags.security, TAG, deploy=True)
 
 
@@ -55,6 +58,44 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     except ImproperlyConfigured as exc:
         errors.append(Error(str(exc), id="ws4redis_gevent.E003"))
     return errors
+
+
+def check_server(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Info: the deployment names gevent-websocket's handler, the second-best server."""
+    where = _geventwebsocket_named()
+    if where is None:
+        return []
+    return [
+        Info(
+            f"{where} names gevent-websocket's handler: websockets work there, but it is the "
+            "second-best server. It answers 101 before Django runs, so a refused websocket "
+            "gets a close code instead of an HTTP status (403 -> 1008, 503 -> 1013), and the "
+            "browser sees the websocket open before it is subscribed: a message published at "
+            "that moment is missed.",
+            hint="Serve with gunicorn -k ws4redis_gevent.gunicorn.GeventWebSocketWorker (or "
+            "uWSGI); see docs/deployment.rst, 'gevent-websocket'.",
+            id="ws4redis_gevent.I001",
+        )
+    ]
+
+
+def _geventwebsocket_named() -> str | None:
+    # Where a deployment visible from here chooses gevent-websocket's handler: the backend
+    # setting, gunicorn's command-line variable, or a gunicorn.conf.py in the current directory.
+    try:
+        if settings_module.load().backend == "geventwebsocket":
+            return "WS4REDIS_BACKEND"
+    except ImproperlyConfigured:
+        pass
+    if "geventwebsocket" in os.environ.get("GUNICORN_CMD_ARGS", ""):
+        return "GUNICORN_CMD_ARGS"
+    config = Path("gunicorn.conf.py")
+    try:
+        if "geventwebsocket" in config.read_text(errors="replace"):
+            return str(config.resolve())
+    except OSError:
+        pass
+    return None
 
 
 def check_deployment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

@@ -17,7 +17,11 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from .backends.gevent import HandshakeDeadlineMixin, LeanRequestMixin
 from .frames import CloseCode
-from .relay import close_all, live_relays
+
+# gunicorn's master imports this module to find the worker class, and the worker
+# monkey-patches only later (in init_process): nothing imported here may import redis, which
+# imports ssl and would make gevent warn (MonkeyPatchWarning naming redis.asyncio.connection).
+# The relay (and through it the hub and redis) is imported when the worker needs it.
 
 
 class WebSocketHandler(HandshakeDeadlineMixin, LeanRequestMixin, PyWSGIHandler):
@@ -76,14 +80,22 @@ class GeventWebSocketWorker(GeventPyWSGIWorker):
         # Idle websockets are served outside gunicorn's pool (no greenlet while idle), so
         # gunicorn does not wait for them: they get the graceful timeout to finish the closing
         # handshakes close_all started when the signal came.
+        from .relay import live_relays
+
         deadline = time.monotonic() + self.cfg.graceful_timeout
         while live_relays() and time.monotonic() < deadline:
             gevent.sleep(0.05)
 
     def handle_quit(self, sig: int, frame: Any) -> None:
-        gevent.spawn(close_all, CloseCode.GOING_AWAY, "server shutting down")
+        gevent.spawn(_close_all, "server shutting down")
         super().handle_quit(sig, frame)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        gevent.spawn(close_all, CloseCode.GOING_AWAY, "server restarting")
+        gevent.spawn(_close_all, "server restarting")
         super().handle_exit(sig, frame)
+
+
+def _close_all(reason: str) -> None:
+    from .relay import close_all
+
+    close_all(CloseCode.GOING_AWAY, reason)

@@ -20,7 +20,7 @@ import redis
 
 from . import integration, stats
 from . import settings as settings_module
-from .backends import Backend, select_backend
+from .backends import Backend, refuse_after_upgrade, select_backend
 from .channels import MODE_FLAGS, PRESENCE_FLAG, RECOVER_FLAG, parse_flags, parse_since
 from .deflate import DeflateParams, negotiate
 from .exceptions import HandshakeError, PermissionDenied, ServiceUnavailable
@@ -170,7 +170,9 @@ class WebsocketMiddleware:
         self, environ: dict[str, Any], headers: list[tuple[str, str]]
     ) -> DeflateParams | None:
         """permessage-deflate, when on and offered: its response header goes into ``headers``."""
-        if not self.settings.compression:
+        if not self.settings.compression or environ.get("wsgi.websocket") is not None:
+            # Off, or the server upgraded already (gevent-websocket's handler): its 101 went
+            # out without the extension, so the client does not expect compressed frames.
             return None
         offers = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
         params = negotiate(offers, self.settings.compression_window_bits)
@@ -252,6 +254,8 @@ class WebsocketMiddleware:
     ) -> list[bytes]:
         stats.STATS.handshakes[exc.status.value] += 1
         logger.info("refused websocket %s: %s", environ.get("PATH_INFO"), exc)
+        if refuse_after_upgrade(environ, exc):
+            return []  # the server had upgraded already: a close frame was sent instead
         body = f"{exc.status.value} {exc.status.phrase}: {exc.reason}\n".encode()
         headers = [
             ("Content-Type", "text/plain; charset=utf-8"),

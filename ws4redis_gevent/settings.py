@@ -116,8 +116,10 @@ class Settings:
                 f"WS4REDIS_WRITE_WINDOW: milliseconds from 0 (off) to {MAX_WRITE_WINDOW}, "
                 f"not {self.write_window!r}"
             )
-        if self.backend not in (None, "gevent", "uwsgi") and "." not in str(self.backend):
-            raise ImproperlyConfigured("WS4REDIS_BACKEND: 'gevent', 'uwsgi' or a dotted path")
+        if self.backend not in _BACKEND_NAMES and "." not in str(self.backend):
+            raise ImproperlyConfigured(
+                "WS4REDIS_BACKEND: 'gevent', 'uwsgi', 'geventwebsocket' or a dotted path"
+            )
 
     def replace(self, **options: Any) -> Settings:
         """A copy with ``options`` applied; unknown names raise ImproperlyConfigured."""
@@ -134,6 +136,7 @@ _POSITIVE = (
     "max_pending_bytes",
     "max_facility_length",
 )
+_BACKEND_NAMES = (None, "gevent", "uwsgi", "geventwebsocket")  # backends.BACKENDS' names
 # None turns these off (no rate limit, no connection limit, waiting for Redis without a limit).
 _POSITIVE_OR_NONE = (
     "publish_rate",

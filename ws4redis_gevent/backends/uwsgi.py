@@ -23,10 +23,12 @@ application returns, after the relay has shut the connection down.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gevent
@@ -34,7 +36,7 @@ import gevent.socket
 
 from ..deflate import DeflateParams
 from ..exceptions import ImproperlyConfigured
-from .gevent import GeventWebSocket
+from .takeover import GeventWebSocket
 
 logger = logging.getLogger("ws4redis_gevent.backends.uwsgi")
 _going_away_installed = False
@@ -113,17 +115,31 @@ def gevent_loop_problem(uwsgi: Any) -> str | None:
 
 
 def install_going_away() -> None:
-    """On a graceful reload (SIGHUP to the worker), close every websocket with 1001.
+    """Close every websocket with 1001 when the worker stops or reloads.
 
-    uWSGI's gevent loop then waits for running requests (up to ``--worker-reload-mercy``):
-    closing the websockets lets the worker go at once and tells clients to reconnect. libev
-    runs every watcher of a signal, so uWSGI's own SIGHUP handler still runs.
+    On a graceful reload (SIGHUP to the worker), uWSGI's gevent loop waits for running
+    requests (up to ``--worker-reload-mercy``): closing the websockets lets the worker go at
+    once and tells clients to reconnect. libev runs every watcher of a signal, so uWSGI's own
+    SIGHUP handler still runs.
+
+    On SIGTERM or SIGINT (``--die-on-term``: what systemd sends; the master passes SIGINT to
+    the workers), uWSGI's gevent loop stops at once, then calls ``uwsgi.atexit`` in the main
+    greenlet, with the event loop still usable, before exiting: there the websockets get their
+    1001 close frames, and up to ``EXIT_CLOSE_WAIT`` seconds for the clients' answers. A
+    ``uwsgi.atexit`` the application set is kept and called afterwards.
     """
     global _going_away_installed
     if _going_away_installed:
         return
     _going_away_installed = True
     gevent.signal_handler(signal.SIGHUP, _close_all_going_away)
+    uwsgi = _uwsgi()
+    if uwsgi is not None:
+        previous = getattr(uwsgi, "atexit", None)
+        uwsgi.atexit = functools.partial(_close_all_at_exit, previous)
+
+
+EXIT_CLOSE_WAIT = 1.0
 
 
 def _close_all_going_away() -> None:
@@ -131,6 +147,22 @@ def _close_all_going_away() -> None:
     from ..relay import close_all
 
     gevent.spawn(close_all, CloseCode.GOING_AWAY, "server restarting or stopping")
+
+
+def _close_all_at_exit(previous: Callable[[], Any] | None) -> None:
+    from ..frames import CloseCode
+    from ..relay import close_all, live_relays
+
+    try:
+        if close_all(CloseCode.GOING_AWAY, "server stopping"):
+            deadline = time.monotonic() + EXIT_CLOSE_WAIT
+            while live_relays() and time.monotonic() < deadline:
+                gevent.sleep(0.02)
+    except Exception:  # the worker exits anyway: say why the close frames may be missing
+        logger.exception("closing websockets at exit failed")
+    finally:
+        if previous is not None:
+            previous()
 
 
 def _uwsgi() -> Any:
