@@ -98,12 +98,12 @@ def test_a_lost_connection_resyncs_only_websockets_on_that_hubs_channels() -> No
     for r in (on_shard, elsewhere):
         r.outbox.labels = {}
         r.outbox.on_backlog = None  # messages wait in the outbox, as before the relay starts
-        relay_module._live.add(r)
+        relay_module.lifecycle.register(r)
     try:
         announce_resync(FakeHub({b"broadcast:a"}))  # type: ignore[arg-type]
     finally:
         for r in (on_shard, elsewhere):
-            relay_module._live.discard(r)
+            relay_module.lifecycle.unregister(r)
     assert [m.payload for m in on_shard.outbox._items] == [b"!resync *"]
     assert len(elsewhere.outbox) == 0
 

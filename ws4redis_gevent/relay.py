@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -30,7 +29,7 @@ import gevent
 import gevent.event
 import redis
 
-from . import stats
+from . import lifecycle, stats
 from .exceptions import ConnectionClosed, ProtocolError
 from .frames import Close, CloseCode, Message, Ping
 from .hub import Hub
@@ -49,8 +48,6 @@ CLOSE_TIMEOUT = 5.0
 # loop (gevent switches greenlets every 5 ms; each read, READ_SIZE at most, is a few ms of
 # parsing at worst).
 READ_SLICE = 0.002
-
-_live: weakref.WeakSet[Relay] = weakref.WeakSet()
 
 
 class Relay:
@@ -172,7 +169,7 @@ class Relay:
         self._park()
 
     def _begin(self) -> None:
-        _live.add(self)
+        lifecycle.register(self)
         _keepalive.add(self)
         outbox = self.outbox
         if outbox.overflowed:
@@ -290,7 +287,7 @@ class Relay:
             self._count_totals()
         self.finished = True
         self.outbox.detach()
-        _live.discard(self)
+        lifecycle.unregister(self)
         try:
             if self._writer is not None:
                 self._writer.kill()
@@ -528,13 +525,8 @@ def announce_resync(hub: Hub) -> None:
 
 
 def live_relays() -> list[Relay]:
-    """The websockets open in this process."""
-    return list(_live)
+    """The websockets open in this process (see lifecycle.py)."""
+    return [relay for relay in lifecycle.live_relays() if isinstance(relay, Relay)]
 
 
-def close_all(code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> int:
-    """Close every websocket of this process with ``code``; returns how many."""
-    relays = live_relays()
-    for relay in relays:
-        relay.close(code, reason)
-    return len(relays)
+close_all = lifecycle.close_all

@@ -144,14 +144,14 @@ EXIT_CLOSE_WAIT = 1.0
 
 def _close_all_going_away() -> None:
     from ..frames import CloseCode
-    from ..relay import close_all
+    from ..lifecycle import close_all
 
     gevent.spawn(close_all, CloseCode.GOING_AWAY, "server restarting or stopping")
 
 
 def _close_all_at_exit(previous: Callable[[], Any] | None) -> None:
     from ..frames import CloseCode
-    from ..relay import close_all, live_relays
+    from ..lifecycle import close_all, live_relays
 
     try:
         if close_all(CloseCode.GOING_AWAY, "server stopping"):
