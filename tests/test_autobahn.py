@@ -40,6 +40,7 @@ PATH = "/ws/echo?subscribe-broadcast&publish-broadcast&echo"
 OPTIONS = {
     "max_message_size": 32 << 20,
     "publish_rate": None,
+    "publish_bytes_rate": None,  # sections 9, 12 and 13 echo megabytes a second
     "expire": 0,
     "compression": True,
     "facility_per_connection": True,
