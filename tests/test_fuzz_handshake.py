@@ -79,6 +79,7 @@ class Adopted(RawClient):
     def __init__(self, sock: socket.socket, buffered: bytes) -> None:
         self.sock = sock
         self._buffer = buffered
+        self.headers: dict[str, str] = {}  # the handshake offered no extension
 
 
 @pytest.fixture
