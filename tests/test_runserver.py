@@ -185,7 +185,7 @@ def test_stopping_closes_websockets_with_going_away(tmp_path, runservers, signum
         assert server.proc is not None
         server.proc.send_signal(signum)
         with pytest.raises(ConnectionClosed) as closed:
-            ws.recv(timeout=10)
+            ws.recv(timeout=30)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     # It exits by itself: a second signal sent while it is exiting would decide its status.
     assert server.proc.wait(timeout=15) == 0
