@@ -350,11 +350,11 @@ def master_fifo(stack: Stack, command: str, name: str = "uwsgi") -> None:
 # -- nginx ---------------------------------------------------------------------------------
 
 
-def documented_sample(tag: str, name: str) -> str:
-    """The code block of docs/deployment.rst marked ``.. TAG: NAME``, TAG being
-    ``tested-deployment`` or ``tested-nginx-config`` (the convention of
+def documented_sample(tag: str, name: str, doc: Path | None = None) -> str:
+    """The code block of ``doc`` (docs/deployment.rst by default) marked ``.. TAG: NAME``, TAG
+    being e.g. ``tested-deployment`` or ``tested-nginx-config`` (the convention of
     tests/test_readme_samples.py, which checks that every sample is run by some test)."""
-    text = DEPLOYMENT_DOC.read_text()
+    text = (doc or DEPLOYMENT_DOC).read_text(encoding="utf-8")
     marker = f".. {tag}: {name}\n"
     assert text.count(marker) == 1, f"{marker.strip()!r}: {text.count(marker)} in the doc"
     block = text.split(marker, 1)[1].split(".. code-block::", 1)[1].split("\n", 1)[1]

@@ -7,8 +7,9 @@ import json
 import logging
 import logging.config
 import re
-import textwrap
 from pathlib import Path
+
+from stacks import documented_sample
 
 from ws4redis_gevent import WebsocketMiddleware, metrics, settings
 from ws4redis_gevent.metrics import EXPORTED
@@ -57,18 +58,8 @@ def test_operations_doc_names_only_exported_metrics():
 
 
 def operations_sample(name: str) -> str:
-    """The code block of docs/operations.rst marked ``.. tested-operations: NAME`` (the
-    convention of tests/test_readme_samples.py, which checks every sample is run by a test)."""
-    text = (DOCS / "operations.rst").read_text()
-    marker = f".. tested-operations: {name}\n"
-    assert text.count(marker) == 1, f"{marker.strip()!r}: {text.count(marker)} in the doc"
-    block = text.split(marker, 1)[1].split(".. code-block::", 1)[1].split("\n", 1)[1]
-    lines = []
-    for line in block.splitlines():
-        if line.strip() and not line.startswith("    "):
-            break
-        lines.append(line)
-    return textwrap.dedent("\n".join(lines)).strip() + "\n"
+    """The code block of docs/operations.rst marked ``.. tested-operations: NAME``."""
+    return documented_sample("tested-operations", name, DOCS / "operations.rst")
 
 
 def settings_of(sample: str) -> dict:

@@ -14,12 +14,12 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 from redis_server import RedisServer, execute
+from stacks import documented_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN = ROOT / "tests" / "testing_projects" / "plain"
@@ -199,16 +199,7 @@ TESTING_DOC = ROOT / "docs" / "testing.rst"
 
 def doc_sample(name: str) -> str:
     """The code block of docs/testing.rst marked ``.. tested-testing: NAME``."""
-    text = TESTING_DOC.read_text(encoding="utf-8")
-    marker = f".. tested-testing: {name}\n"
-    assert text.count(marker) == 1, f"{marker.strip()!r}: {text.count(marker)} in the doc"
-    block = text.split(marker, 1)[1].split(".. code-block::", 1)[1].split("\n", 1)[1]
-    lines = []
-    for line in block.splitlines():
-        if line.strip() and not line.startswith("    "):
-            break
-        lines.append(line)
-    return textwrap.dedent("\n".join(lines)).strip() + "\n"
+    return documented_sample("tested-testing", name, TESTING_DOC)
 
 
 def test_doc_samples_on_a_plain_project(production, tmp_path):
